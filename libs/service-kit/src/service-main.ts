@@ -1,0 +1,119 @@
+import type { Logger } from 'pino';
+import { ConfigError, readConfig, type ConfigSpec, type ConfigValues } from './config.js';
+import { kitConfigSpec, type KitConfig, type ServiceName } from './kit-options.js';
+import { createLogger, routeGrpcLogs } from './logger.js';
+import { startServer, type RunningServer, type ServiceRegistration } from './server.js';
+import { startTelemetry, type Telemetry } from './telemetry.js';
+
+/** Exit code when configuration is invalid, as for a command-line usage error. */
+export const EXIT_CONFIG_ERROR = 2;
+/** Exit code when the service could not start for any other reason. */
+export const EXIT_START_FAILED = 1;
+
+export interface ServiceContext<S extends ConfigSpec> {
+  readonly config: ConfigValues<S>;
+  readonly kit: KitConfig;
+  readonly logger: Logger;
+}
+
+/** What a service's factory returns: its gRPC services and how to release its resources. */
+export interface ServiceInstance {
+  readonly services: readonly ServiceRegistration[];
+  /** Called after the server stopped, to close stores and connections. */
+  close?(): Promise<void>;
+}
+
+export interface ServiceMainOptions<S extends ConfigSpec> {
+  name: ServiceName;
+  /** The service's own `CORDON_*` variables. */
+  config: S;
+  create(context: ServiceContext<S>): Promise<ServiceInstance>;
+}
+
+/**
+ * Runs one service as a process: validates configuration (exit 2 with one
+ * line on stderr when invalid), starts telemetry and the server, and on
+ * SIGTERM or SIGINT drains and exits 0. A second signal skips the drain.
+ */
+export async function runService<S extends ConfigSpec>(
+  options: ServiceMainOptions<S>,
+): Promise<void> {
+  let kit: KitConfig;
+  let config: ConfigValues<S>;
+  try {
+    kit = readConfig(kitConfigSpec(options.name));
+    config = readConfig(options.config);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`cordon-${options.name}: ${error.message}\n`);
+      process.exit(EXIT_CONFIG_ERROR);
+    }
+    throw error;
+  }
+
+  const logger = createLogger({ service: options.name, level: kit.logLevel });
+  routeGrpcLogs(logger);
+  const telemetry = startTelemetry({
+    serviceName: `cordon-${options.name}`,
+    otlpEndpoint: kit.otlpEndpoint,
+  });
+  if (!telemetry.grpcInstrumented) {
+    logger.warn(
+      'gRPC calls carry no trace context: start node with --import @cordon/service-kit/register',
+    );
+  }
+
+  let instance: ServiceInstance;
+  let server: RunningServer;
+  try {
+    instance = await options.create({ config, kit, logger });
+    server = await startServer({ ...kit, logger, services: instance.services });
+  } catch (error) {
+    logger.fatal({ err: error }, 'service failed to start');
+    await telemetry.shutdown();
+    process.exit(EXIT_START_FAILED);
+  }
+
+  logger.info({ address: kit.address, port: server.port, pid: process.pid }, 'service started');
+  handleSignals(logger, server, instance, telemetry);
+}
+
+function handleSignals(
+  logger: Logger,
+  server: RunningServer,
+  instance: ServiceInstance,
+  telemetry: Telemetry,
+): void {
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal; exiting without waiting for calls in flight');
+      process.exit(0);
+    }
+    logger.info({ signal }, 'shutdown requested');
+    void shutDown(logger, server, instance, telemetry);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+async function shutDown(
+  logger: Logger,
+  server: RunningServer,
+  instance: ServiceInstance,
+  telemetry: Telemetry,
+): Promise<void> {
+  let exitCode = 0;
+  try {
+    await server.shutdown();
+    await instance.close?.();
+  } catch (error) {
+    logger.error({ err: error }, 'shutdown failed');
+    exitCode = 1;
+  }
+  await telemetry.shutdown().catch((error: unknown) => {
+    logger.warn({ err: error }, 'telemetry did not flush at shutdown');
+  });
+  process.exit(exitCode);
+}
