@@ -1,0 +1,154 @@
+import Docker from 'dockerode';
+import type { Duplex } from 'node:stream';
+import { SANDBOX_UID } from '../launcher.js';
+import type { RunLimits } from '../executor-options.js';
+
+/** Labels on every sandbox container, so a restarted executor or a test can find them. */
+export const RUN_ID_LABEL = 'cordon.run-id';
+export const EXECUTOR_ID_LABEL = 'cordon.executor-id';
+
+/** Processes the launcher adds to the program's own: tini and the launcher shell. */
+export const LAUNCHER_PROCESSES = 2;
+
+export interface SandboxSpec {
+  readonly runId: string;
+  readonly executorId: string;
+  /** Image id (sha256:…), so a retagged image cannot change a run that already chose it. */
+  readonly imageId: string;
+  readonly script: string;
+  readonly env: readonly string[];
+  readonly limits: RunLimits;
+  readonly runtime: 'runc' | 'runsc';
+  readonly nanoCpus: number;
+}
+
+/** What Docker reported about a container that has stopped. */
+export interface ContainerExit {
+  readonly exitCode: number;
+  readonly oomKilled: boolean;
+}
+
+function isMissing(error: unknown): boolean {
+  const statusCode = (error as { statusCode?: number }).statusCode;
+  return statusCode === 404 || statusCode === 409;
+}
+
+/** One sandbox container, from creation to removal. */
+export class DockerSandbox {
+  constructor(
+    private readonly container: Docker.Container,
+    readonly id: string,
+  ) {}
+
+  /** Attaches stdin, stdout and stderr; call before start so no output is missed. */
+  async attach(): Promise<Duplex> {
+    // With hijack, dockerode returns the raw socket: a Duplex whose write
+    // side can be half-closed to end the container's stdin.
+    const stream: unknown = await this.container.attach({
+      stream: true,
+      stdin: true,
+      stdout: true,
+      stderr: true,
+      hijack: true,
+    });
+    return stream as Duplex;
+  }
+
+  async start(): Promise<void> {
+    await this.container.start();
+  }
+
+  /** Sends SIGKILL to every process; a container that already stopped is not an error. */
+  async kill(): Promise<void> {
+    try {
+      await this.container.kill({ signal: 'SIGKILL' });
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+  }
+
+  async inspectExit(): Promise<ContainerExit> {
+    const info = await this.container.inspect();
+    return { exitCode: info.State.ExitCode, oomKilled: info.State.OOMKilled };
+  }
+
+  async remove(): Promise<void> {
+    try {
+      await this.container.remove({ force: true, v: true });
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+    }
+  }
+}
+
+/** The isolation baseline of every run, as Docker create options. */
+export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateOptions {
+  const { limits } = spec;
+  const cpuSeconds = Math.ceil(limits.cpuTimeMs / 1000);
+  return {
+    Image: spec.imageId,
+    Cmd: ['/bin/sh', '-c', spec.script],
+    Env: [...spec.env],
+    User: `${SANDBOX_UID}:${SANDBOX_UID}`,
+    WorkingDir: '/work',
+    Labels: { [RUN_ID_LABEL]: spec.runId, [EXECUTOR_ID_LABEL]: spec.executorId },
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    OpenStdin: true,
+    StdinOnce: true,
+    Tty: false,
+    NetworkDisabled: true,
+    StopSignal: 'SIGKILL',
+    HostConfig: {
+      Runtime: spec.runtime,
+      NetworkMode: 'none',
+      ReadonlyRootfs: true,
+      Tmpfs: {
+        '/work': `rw,nosuid,nodev,noexec,size=${limits.tmpBytes},uid=${SANDBOX_UID},gid=${SANDBOX_UID},mode=0700`,
+        '/tmp': `rw,nosuid,nodev,noexec,size=${limits.tmpBytes},mode=1777`,
+      },
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      PidsLimit: limits.maxProcesses + LAUNCHER_PROCESSES,
+      Memory: limits.memoryBytes,
+      MemorySwap: limits.memoryBytes,
+      NanoCpus: spec.nanoCpus,
+      Ulimits: [
+        { Name: 'nofile', Soft: limits.maxOpenFiles, Hard: limits.maxOpenFiles },
+        { Name: 'fsize', Soft: limits.maxFileBytes, Hard: limits.maxFileBytes },
+        // A per-process backstop; the executor enforces the cgroup-wide CPU limit itself.
+        { Name: 'cpu', Soft: cpuSeconds + 1, Hard: cpuSeconds + 2 },
+        { Name: 'core', Soft: 0, Hard: 0 },
+      ],
+      IpcMode: 'private',
+      OomScoreAdj: 1000,
+      LogConfig: { Type: 'none', Config: {} },
+      AutoRemove: false,
+      Privileged: false,
+    },
+  };
+}
+
+/** The Docker engine, reached through its Unix socket. */
+export class DockerDriver {
+  readonly docker: Docker;
+
+  constructor(socketPath: string) {
+    this.docker = new Docker({ socketPath });
+  }
+
+  async ping(): Promise<void> {
+    await this.docker.ping();
+  }
+
+  async cgroupInfo(): Promise<{ version: 1 | 2; driver: string }> {
+    const info = (await this.docker.info()) as { CgroupVersion?: string; CgroupDriver?: string };
+    return { version: info.CgroupVersion === '2' ? 2 : 1, driver: info.CgroupDriver ?? 'cgroupfs' };
+  }
+
+  async createSandbox(spec: SandboxSpec): Promise<DockerSandbox> {
+    const container = await this.docker.createContainer(sandboxCreateOptions(spec));
+    return new DockerSandbox(container, container.id);
+  }
+}

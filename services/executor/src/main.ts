@@ -1,0 +1,21 @@
+import { runService } from '@cordon/service-kit';
+import { compileExecutorOptions, executorConfigSpec } from './executor-options.js';
+import { createExecutor } from './executor-service.js';
+
+await runService({
+  name: 'executor',
+  config: executorConfigSpec,
+  create: async ({ config, logger }) => {
+    const options = compileExecutorOptions(config);
+    const executor = await createExecutor(options, logger);
+    logger.info(
+      {
+        isolation: `docker/${options.dockerRuntime}`,
+        executor_id: options.instanceId,
+        max_concurrent_runs: options.maxConcurrentRuns,
+      },
+      'executor ready',
+    );
+    return { services: [executor.registration] };
+  },
+});

@@ -1,0 +1,273 @@
+import type { Duplex } from 'node:stream';
+import { executorV1 } from '@cordon/proto';
+import type { CgroupReader, CgroupUsage } from './cgroup-usage.js';
+import type { DockerSandbox } from './drivers/docker.js';
+import { DockerStreamDemuxer, MarkerFilter, STDOUT, type MarkerKind } from './output-demux.js';
+import type { RunPlan } from './run-request.js';
+
+const { OutputStream, RunPhase, RunStatus } = executorV1;
+
+/** Output waiting for the client; past this the container's stream is paused. */
+const QUEUE_HIGH_WATER_BYTES = 256 * 1024;
+const CPU_POLL_INTERVAL_MS = 50;
+/** Bytes of run-phase stderr kept to recognise a runtime's own out-of-memory message. */
+const STDERR_TAIL_BYTES = 8 * 1024;
+
+export interface OutputItem {
+  readonly stream: executorV1.OutputStream;
+  readonly phase: executorV1.RunPhase;
+  readonly data: Buffer;
+}
+
+/** Why the monitor stopped the program, when it did. */
+export interface Ending {
+  readonly status: executorV1.RunStatus;
+  readonly message: string;
+}
+
+/** What the monitor saw of one run, for the outcome. */
+export interface RunObservation {
+  ending: Ending | undefined;
+  marker: { kind: MarkerKind; status: number } | undefined;
+  phase: executorV1.RunPhase;
+  usage: CgroupUsage | undefined;
+  cpuAtRunStartMs: number;
+  runStartedAt: number;
+  endedAt: number | undefined;
+  stdoutBytes: number;
+  stderrBytes: number;
+  outputTruncated: boolean;
+  stderrTail: Buffer;
+}
+
+/**
+ * Watches one running sandbox: reads its attach stream, enforces the wall,
+ * CPU and output limits, and queues output for the client. Limits are
+ * enforced here, not where the client reads, so a slow client never delays
+ * a kill. Once a kill starts the stream is read to its end, because a
+ * container killed while nobody reads its attach stream can wedge Docker.
+ */
+export class RunMonitor {
+  readonly observation: RunObservation;
+  private readonly demuxer = new DockerStreamDemuxer();
+  private readonly markers: MarkerFilter;
+  private readonly queue: (OutputItem | 'end')[] = [];
+  private queuedBytes = 0;
+  private wake: (() => void) | undefined;
+  private wallTimer: NodeJS.Timeout | undefined;
+  private cpuTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private streamEnded = false;
+
+  constructor(
+    private readonly plan: RunPlan,
+    private readonly sandbox: DockerSandbox,
+    private readonly stream: Duplex,
+    private readonly cgroups: CgroupReader,
+    nonce: string,
+    private readonly compileWallTimeMs: number,
+  ) {
+    this.markers = new MarkerFilter(nonce);
+    const compiled = plan.compileArgv !== null;
+    this.observation = {
+      ending: undefined,
+      marker: undefined,
+      phase: compiled ? RunPhase.RUN_PHASE_COMPILE : RunPhase.RUN_PHASE_RUN,
+      usage: undefined,
+      cpuAtRunStartMs: 0,
+      runStartedAt: performance.now(),
+      endedAt: undefined,
+      stdoutBytes: 0,
+      stderrBytes: 0,
+      outputTruncated: false,
+      stderrTail: Buffer.alloc(0),
+    };
+  }
+
+  /** Starts reading and timing; call right after the container started. */
+  begin(signal: AbortSignal): void {
+    this.stream.on('data', (chunk: Buffer) => this.onChunk(chunk));
+    this.stream.on('end', () => this.onStreamEnd());
+    this.stream.on('close', () => this.onStreamEnd());
+    this.stream.on('error', () => this.onStreamEnd());
+    const compiled = this.plan.compileArgv !== null;
+    this.armWallTimer(compiled ? this.compileWallTimeMs : this.plan.limits.wallTimeMs);
+    this.cpuTimer = setInterval(() => void this.checkCpu(), CPU_POLL_INTERVAL_MS);
+    signal.addEventListener(
+      'abort',
+      () => void this.stop(RunStatus.RUN_STATUS_CANCELLED, 'the client cancelled the run'),
+      {
+        once: true,
+      },
+    );
+  }
+
+  /** Returns the next output for the client, or 'end' once the container's stream is over. */
+  async next(): Promise<OutputItem | 'end'> {
+    for (;;) {
+      const item = this.queue.shift();
+      if (item !== undefined) {
+        if (item !== 'end') {
+          this.queuedBytes -= item.data.length;
+          if (this.queuedBytes < QUEUE_HIGH_WATER_BYTES / 2) this.stream.resume();
+        }
+        return item;
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  /**
+   * Stops the program for a reason: records usage while the cgroup still
+   * exists, then kills the container. Later calls wait for the first.
+   */
+  stop(status: executorV1.RunStatus, message: string): Promise<void> {
+    this.observation.ending ??= { status, message };
+    return (this.stopping ??= this.collectAndKill());
+  }
+
+  /** Reads and discards the rest of the stream, e.g. when the client is gone. */
+  discardRemaining(): void {
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.stream.resume();
+  }
+
+  /** Closes the attach stream after the container is gone. */
+  close(): void {
+    this.clearTimers();
+    this.stream.destroy();
+  }
+
+  private async collectAndKill(): Promise<void> {
+    this.observation.endedAt ??= performance.now();
+    this.clearTimers();
+    this.stream.resume();
+    try {
+      this.observation.usage = await this.cgroups.read(this.sandbox.id);
+    } catch {
+      // The cgroup is gone when the container already stopped; usage stays unknown.
+    }
+    await this.sandbox.kill();
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.wallTimer);
+    clearInterval(this.cpuTimer);
+  }
+
+  private armWallTimer(timeoutMs: number): void {
+    clearTimeout(this.wallTimer);
+    const phase = this.observation.phase === RunPhase.RUN_PHASE_COMPILE ? 'compile' : 'run';
+    this.wallTimer = setTimeout(
+      () =>
+        void this.stop(
+          RunStatus.RUN_STATUS_WALL_TIMEOUT,
+          `killed at the ${phase} wall-clock limit of ${timeoutMs} ms`,
+        ),
+      timeoutMs,
+    );
+  }
+
+  private async checkCpu(): Promise<void> {
+    if (this.stopping !== undefined || this.observation.phase !== RunPhase.RUN_PHASE_RUN) return;
+    let usage: CgroupUsage;
+    try {
+      usage = await this.cgroups.read(this.sandbox.id);
+    } catch {
+      return;
+    }
+    const usedMs = usage.cpuTimeMs - this.observation.cpuAtRunStartMs;
+    if (usedMs >= this.plan.limits.cpuTimeMs) {
+      await this.stop(
+        RunStatus.RUN_STATUS_CPU_TIMEOUT,
+        `killed at the CPU-time limit of ${this.plan.limits.cpuTimeMs} ms`,
+      );
+    }
+  }
+
+  private onChunk(chunk: Buffer): void {
+    for (const frame of this.demuxer.push(chunk)) {
+      if (frame.stream === STDOUT) {
+        this.deliver(OutputStream.OUTPUT_STREAM_STDOUT, frame.data);
+        continue;
+      }
+      for (const item of this.markers.push(frame.data)) {
+        if (item.kind === 'data') {
+          this.deliver(OutputStream.OUTPUT_STREAM_STDERR, item.data);
+        } else {
+          this.onMarker(item.marker, item.status);
+        }
+      }
+    }
+    if (this.queuedBytes >= QUEUE_HIGH_WATER_BYTES && this.stopping === undefined) {
+      this.stream.pause();
+    }
+  }
+
+  private onMarker(kind: MarkerKind, status: number): void {
+    if (kind === 'compiled' && status === 0) {
+      this.observation.phase = RunPhase.RUN_PHASE_RUN;
+      this.observation.runStartedAt = performance.now();
+      this.armWallTimer(this.plan.limits.wallTimeMs);
+      this.cgroups.read(this.sandbox.id).then(
+        (usage) => (this.observation.cpuAtRunStartMs = usage.cpuTimeMs),
+        () => undefined,
+      );
+      return;
+    }
+    this.observation.marker = { kind, status };
+    this.observation.endedAt = performance.now();
+    void this.collectAndKillOnce();
+  }
+
+  private collectAndKillOnce(): Promise<void> {
+    return (this.stopping ??= this.collectAndKill());
+  }
+
+  /** Queues output up to the output limit, counting stdout and stderr together. */
+  private deliver(stream: executorV1.OutputStream, data: Buffer): void {
+    const observation = this.observation;
+    if (observation.outputTruncated || data.length === 0) return;
+
+    const used = observation.stdoutBytes + observation.stderrBytes;
+    const room = this.plan.limits.maxOutputBytes - used;
+    const accepted = data.length > room ? data.subarray(0, room) : data;
+    if (stream === OutputStream.OUTPUT_STREAM_STDOUT) {
+      observation.stdoutBytes += accepted.length;
+    } else {
+      observation.stderrBytes += accepted.length;
+      if (observation.phase === RunPhase.RUN_PHASE_RUN) {
+        observation.stderrTail = Buffer.concat([observation.stderrTail, accepted]).subarray(
+          -STDERR_TAIL_BYTES,
+        );
+      }
+    }
+    if (accepted.length > 0) {
+      this.push({ stream, phase: observation.phase, data: Buffer.from(accepted) });
+    }
+    if (data.length > room) {
+      observation.outputTruncated = true;
+      void this.stop(
+        RunStatus.RUN_STATUS_OUTPUT_LIMIT,
+        `killed at the output limit of ${this.plan.limits.maxOutputBytes} bytes`,
+      );
+    }
+  }
+
+  private onStreamEnd(): void {
+    if (this.streamEnded) return;
+    this.streamEnded = true;
+    this.clearTimers();
+    const rest = this.markers.flush();
+    if (rest.length > 0) this.deliver(OutputStream.OUTPUT_STREAM_STDERR, rest);
+    this.push('end');
+  }
+
+  private push(item: OutputItem | 'end'): void {
+    if (item !== 'end') this.queuedBytes += item.data.length;
+    this.queue.push(item);
+    this.wake?.();
+    this.wake = undefined;
+  }
+}
