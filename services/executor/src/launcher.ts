@@ -34,7 +34,6 @@ export function launcherScript(plan: RunPlan): string {
     'exec 3>&2 2>/dev/null',
     `IFS=' ' read -r nonce size || exit 125`,
     `head -c "$size" | tar -x -f - -C /work || { printf '%s setup-failed 1\\n' "$nonce" >&3; exec sleep 86400; }`,
-    'cd /work || exit 125',
   ];
   if (plan.compileArgv !== null) {
     lines.push(

@@ -244,7 +244,7 @@ export class RunMonitor {
       }
     }
     if (accepted.length > 0) {
-      this.push({ stream, phase: observation.phase, data: Buffer.from(accepted) });
+      this.push({ stream, phase: observation.phase, data: accepted });
     }
     if (data.length > room) {
       observation.outputTruncated = true;

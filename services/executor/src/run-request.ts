@@ -59,7 +59,10 @@ const PROTECTED_ENV = new Set([
 ]);
 const PROTECTED_ENV_PREFIXES = ['LD_', 'CORDON_'];
 
-/** Environment every program starts with; the image adds its own (LANG, Python flags). */
+/**
+ * Environment every program starts with. The image adds its own (LANG, the
+ * Python flags), Docker adds HOSTNAME and the launcher shell exports PWD.
+ */
 export const BASE_ENV: readonly string[] = [
   'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   'HOME=/work',
