@@ -175,6 +175,30 @@ describe('process limit', () => {
     expect(neighbourResult.exited?.status).toBe(RunStatus.RUN_STATUS_OK);
   });
 
+  it('allows exactly max_processes processes', async () => {
+    const result = await executor.run(
+      python(
+        [
+          'import os, time',
+          'children = 0',
+          'while True:',
+          '    try:',
+          '        pid = os.fork()',
+          '    except OSError as e:',
+          '        print(children, e.strerror)',
+          '        break',
+          '    if pid == 0:',
+          '        time.sleep(30)',
+          '        os._exit(0)',
+          '    children += 1',
+        ].join('\n'),
+        { limits: { maxProcesses: 8, wallTimeMs: 5000 } },
+      ),
+    );
+
+    expect(result.stdout.toString()).toBe('7 Resource temporarily unavailable\n');
+  });
+
   it('reaps orphaned children so no zombies pile up', async () => {
     const result = await executor.run(
       python(
@@ -276,15 +300,24 @@ describe('tmp and file limits', () => {
     expect(reader.stdout.toString()).toBe('[]\n');
   });
 
-  it('fails writes past max_file_bytes with EFBIG', async () => {
+  it('allows a file of exactly max_file_bytes and fails one byte more with EFBIG', async () => {
     const result = await executor.run(
       python(
-        'import errno\ntry:\n    open("/tmp/f", "wb").write(b"x" * 200000)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])',
+        [
+          'import errno',
+          'open("/tmp/exact", "wb").write(b"x" * 100000)',
+          'print("exact ok")',
+          'try:',
+          '    with open("/tmp/over", "wb") as f:',
+          '        f.write(b"x" * 100001)',
+          'except OSError as e:',
+          '    print(errno.errorcode[e.errno])',
+        ].join('\n'),
         { limits: { maxFileBytes: 100_000 } },
       ),
     );
 
-    expect(result.stdout.toString()).toBe('EFBIG\n');
+    expect(result.stdout.toString()).toBe('exact ok\nEFBIG\n');
   });
 
   it('limits open files to max_open_files', async () => {
