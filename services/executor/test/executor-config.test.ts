@@ -1,0 +1,40 @@
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  killLeftoverProcesses,
+  startServiceProcess,
+} from '../../../test/support/service-process.js';
+
+const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+afterEach(async () => {
+  await killLeftoverProcesses();
+});
+
+describe('executor configuration', () => {
+  it.each([
+    [
+      'a default above its maximum',
+      { CORDON_MAX_MEMORY_BYTES: '128m' },
+      'cordon-executor: invalid configuration: CORDON_DEFAULT_MEMORY_BYTES (268435456) is above CORDON_MAX_MEMORY_BYTES (134217728); lower the default or raise the maximum',
+    ],
+    [
+      'a maximum that is not a size',
+      { CORDON_MAX_MEMORY_BYTES: 'lots' },
+      'cordon-executor: invalid configuration: CORDON_MAX_MEMORY_BYTES="lots" is invalid: expected a size from 16MiB to 64GiB, in bytes or with a unit such as 64k, 16m or 1g',
+    ],
+    [
+      'an unknown OCI runtime',
+      { CORDON_DOCKER_RUNTIME: 'kata' },
+      'cordon-executor: invalid configuration: CORDON_DOCKER_RUNTIME="kata" is invalid: expected one of runc, runsc',
+    ],
+  ])('stops with exit 2 on %s', async (_case, env, message) => {
+    const executor = startServiceProcess(MAIN, [], {
+      CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
+      ...env,
+    });
+
+    expect(await executor.exited).toEqual({ code: 2, signal: null });
+    expect(executor.stderr()).toBe(`${message}\n`);
+  });
+});
