@@ -19,6 +19,8 @@ export interface ServiceContext<S extends ConfigSpec> {
 /** What a service's factory returns: its gRPC services and how to release its resources. */
 export interface ServiceInstance {
   readonly services: readonly ServiceRegistration[];
+  /** Called once the server listens, e.g. to report health from a dependency check. */
+  onStarted?(server: RunningServer): void;
   /** Called after the server stopped, to close stores and connections. */
   close?(): Promise<void>;
 }
@@ -32,7 +34,8 @@ export interface ServiceMainOptions<S extends ConfigSpec> {
 
 /**
  * Runs one service as a process: validates configuration (exit 2 with one
- * line on stderr when invalid), starts telemetry and the server, and on
+ * line on stderr when invalid, also when the service's factory throws a
+ * ConfigError), starts telemetry and the server, and on
  * SIGTERM or SIGINT drains and exits 0. A second signal skips the drain.
  */
 export async function runService<S extends ConfigSpec>(
@@ -69,12 +72,18 @@ export async function runService<S extends ConfigSpec>(
     instance = await options.create({ config, kit, logger });
     server = await startServer({ ...kit, logger, services: instance.services });
   } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`cordon-${options.name}: ${error.message}\n`);
+      await telemetry.shutdown();
+      process.exit(EXIT_CONFIG_ERROR);
+    }
     logger.fatal({ err: error }, 'service failed to start');
     await telemetry.shutdown();
     process.exit(EXIT_START_FAILED);
   }
 
   logger.info({ address: kit.address, port: server.port, pid: process.pid }, 'service started');
+  instance.onStarted?.(server);
   handleSignals(logger, server, instance, telemetry);
 }
 

@@ -4,6 +4,7 @@ import type { Logger } from '@cordon/service-kit';
 import type { CgroupReader } from './cgroup-usage.js';
 import type { ContainerExit, DockerDriver, DockerSandbox } from './drivers/docker.js';
 import type { ExecutorOptions } from './executor-options.js';
+import type { ExecutorInstance } from './reaper.js';
 import { launcherInput, launcherScript, newNonce } from './launcher.js';
 import { exitedEvent } from './run-outcome.js';
 import { RunMonitor } from './run-monitor.js';
@@ -15,6 +16,9 @@ export interface RunDependencies {
   readonly driver: DockerDriver;
   readonly cgroups: CgroupReader;
   readonly options: ExecutorOptions;
+  readonly instance: ExecutorInstance;
+  /** Called with a container that could not be removed, so it can be removed once Docker answers again. */
+  readonly onRemoveFailed: (containerId: string) => void;
 }
 
 export interface RunRequestContext {
@@ -46,7 +50,7 @@ export async function* runInContainer(
 
   const sandbox = await deps.driver.createSandbox({
     runId,
-    executorId: deps.options.instanceId,
+    executor: deps.instance,
     imageId: context.image.id,
     script: launcherScript(plan),
     env: plan.env,
@@ -55,6 +59,7 @@ export async function* runInContainer(
     nanoCpus: deps.options.sandboxNanoCpus,
   });
   let monitor: RunMonitor | undefined;
+  let logged = false;
   try {
     const stream = await sandbox.attach();
     monitor = new RunMonitor(
@@ -89,20 +94,53 @@ export async function* runInContainer(
       yield event({ $case: 'output', value: item });
     }
 
-    const exited = exitedEvent(plan, monitor.observation, await inspectQuietly(sandbox));
+    const exit = await inspectQuietly(sandbox);
+    const { observation } = monitor;
+    const engineLost =
+      observation.killError !== undefined ||
+      (exit === undefined && observation.marker === undefined && observation.ending === undefined);
+    const exited = engineLost ? lostEngineEvent(monitor) : exitedEvent(plan, observation, exit);
     logRun(logger, exited, context.queuedMs);
+    logged = true;
     yield event({ $case: 'exited', value: exited });
+  } catch (error) {
+    // The RPC layer logs a failed run; only a run its client abandoned is logged below.
+    logged = true;
+    throw error;
   } finally {
     monitor?.discardRemaining();
-    await monitor?.stop(RunStatus.RUN_STATUS_CANCELLED, 'the run was abandoned');
+    await monitor?.stop(
+      RunStatus.RUN_STATUS_CANCELLED,
+      'the client went away before the run ended',
+    );
+    if (monitor !== undefined && !logged) {
+      // The client left while a response was being written, so the run ends here.
+      logRun(logger, exitedEvent(plan, monitor.observation, undefined), context.queuedMs);
+    }
     await sandbox.remove().catch((error: unknown) => {
       logger.error(
         { err: error, container_id: sandbox.id },
-        'could not remove a sandbox container',
+        'could not remove a sandbox container; will retry',
       );
+      deps.onRemoveFailed(sandbox.id);
     });
     monitor?.close();
   }
+}
+
+/** The RunExited for a run whose container stream broke and whose container Docker cannot report on. */
+function lostEngineEvent(monitor: RunMonitor): executorV1.RunExited {
+  const { observation } = monitor;
+  return executorV1.RunExited.fromPartial({
+    status: RunStatus.RUN_STATUS_INTERNAL_ERROR,
+    phase: observation.phase,
+    wallTimeMs: Math.round(performance.now() - observation.runStartedAt),
+    stdoutBytes: observation.stdoutBytes,
+    stderrBytes: observation.stderrBytes,
+    outputTruncated: observation.outputTruncated,
+    message:
+      'lost the connection to the Docker engine during the run; the run was abandoned, try it again',
+  });
 }
 
 async function inspectQuietly(sandbox: DockerSandbox): Promise<ContainerExit | undefined> {

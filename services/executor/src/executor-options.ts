@@ -189,6 +189,19 @@ export const executorConfigSpec = {
     min: 1,
     max: 1024,
   }),
+  maxQueuedRuns: integerVar('CORDON_MAX_QUEUED_RUNS', {
+    description:
+      'Runs that may wait for a free slot; one more is rejected with RESOURCE_EXHAUSTED.',
+    default: 64,
+    min: 0,
+    max: 100_000,
+  }),
+  queueTimeoutMs: durationMsVar('CORDON_QUEUE_TIMEOUT_MS', {
+    description: 'How long a run may wait for a free slot before it is rejected.',
+    default: 30_000,
+    min: 0,
+    max: 3_600_000,
+  }),
   maxFiles: integerVar('CORDON_MAX_FILES', {
     description: 'Most files one request may submit.',
     default: 100,
@@ -232,6 +245,8 @@ export interface ExecutorOptions {
   readonly sandboxNanoCpus: number;
   readonly compileWallTimeMs: number;
   readonly maxConcurrentRuns: number;
+  readonly maxQueuedRuns: number;
+  readonly queueTimeoutMs: number;
   readonly maxFiles: number;
   readonly maxSourceBytes: number;
   readonly maxStdinBytes: number;
@@ -266,6 +281,8 @@ export function compileExecutorOptions(config: ExecutorConfig): ExecutorOptions 
     sandboxNanoCpus: config.sandboxCpus * 1_000_000,
     compileWallTimeMs: config.compileWallTimeMs,
     maxConcurrentRuns: config.maxConcurrentRuns,
+    maxQueuedRuns: config.maxQueuedRuns,
+    queueTimeoutMs: config.queueTimeoutMs,
     maxFiles: config.maxFiles,
     maxSourceBytes: config.maxSourceBytes,
     maxStdinBytes: config.maxStdinBytes,

@@ -6,6 +6,7 @@ import {
   defineService,
   type CallContext,
   type Logger,
+  type RunningServer,
   type ServiceRegistration,
 } from '@cordon/service-kit';
 import { CgroupReader } from './cgroup-usage.js';
@@ -14,12 +15,20 @@ import { DockerDriver } from './drivers/docker.js';
 import type { ExecutorOptions } from './executor-options.js';
 import { resolveRuntimeImage, type RuntimeImage } from './images.js';
 import { planRun, unknownRuntime } from './run-request.js';
+import { currentInstance, reapOrphanedSandboxes, removeOwnSandboxes } from './reaper.js';
 import { RunSlots } from './run-slots.js';
 import { loadRuntimeCatalog, type RuntimeSpec } from './runtimes.js';
+
+/** How often the executor checks that the Docker engine answers, for its health status. */
+const ENGINE_CHECK_INTERVAL_MS = 2000;
 
 export interface Executor {
   readonly registration: ServiceRegistration;
   readonly driver: DockerDriver;
+  /** Reports NOT_SERVING through the server's health service while Docker does not answer. */
+  watchEngine(server: RunningServer): void;
+  /** Stops watching the engine and removes any container of this instance that is left. */
+  close(): Promise<void>;
 }
 
 async function resolveImages(
@@ -53,9 +62,23 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
     );
   }
   const cgroups = new CgroupReader({ ...(await driver.cgroupInfo()), root: '/sys/fs/cgroup' });
+  const instance = currentInstance(options.instanceId);
+  await reapOrphanedSandboxes(driver.docker, instance, logger);
   const images = await resolveImages(driver, runtimes, logger);
-  const slots = new RunSlots(options.maxConcurrentRuns);
-  const deps = { driver, cgroups, options };
+  const slots = new RunSlots({
+    capacity: options.maxConcurrentRuns,
+    maxQueued: options.maxQueuedRuns,
+    queueTimeoutMs: options.queueTimeoutMs,
+  });
+  const pendingRemovals = new Set<string>();
+  const deps = {
+    driver,
+    cgroups,
+    options,
+    instance,
+    onRemoveFailed: (id: string) => pendingRemovals.add(id),
+  };
+  let engineTimer: NodeJS.Timeout | undefined;
 
   async function* execute(
     request: executorV1.ExecuteRequest,
@@ -110,8 +133,59 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
     );
   }
 
+  function watchEngine(server: RunningServer): void {
+    let answering = true;
+    engineTimer = setInterval(() => {
+      driver.ping().then(
+        () => {
+          if (!answering && server.state === 'serving') {
+            logger.info('the Docker engine answers again; serving');
+            server.setServing(true);
+          }
+          answering = true;
+          void retryRemovals();
+        },
+        (error: unknown) => {
+          if (answering && server.state === 'serving') {
+            logger.error({ err: error }, 'the Docker engine does not answer; not serving');
+            server.setServing(false);
+          }
+          answering = false;
+        },
+      );
+    }, ENGINE_CHECK_INTERVAL_MS);
+  }
+
+  async function retryRemovals(): Promise<void> {
+    for (const id of pendingRemovals) {
+      pendingRemovals.delete(id);
+      await driver.docker
+        .getContainer(id)
+        .remove({ force: true, v: true })
+        .then(
+          () =>
+            logger.info(
+              { container_id: id },
+              'removed a sandbox container after the Docker engine came back',
+            ),
+          (error: unknown) => {
+            if ((error as { statusCode?: number }).statusCode !== 404) pendingRemovals.add(id);
+          },
+        );
+    }
+  }
+
+  async function close(): Promise<void> {
+    clearInterval(engineTimer);
+    await removeOwnSandboxes(driver.docker, instance, logger).catch((error: unknown) => {
+      logger.error({ err: error }, 'could not list sandboxes at shutdown');
+    });
+  }
+
   return {
     registration: defineService(executorV1.ExecutorServiceService, { execute, listRuntimes }),
     driver,
+    watchEngine,
+    close,
   };
 }

@@ -16,6 +16,10 @@ await runService({
       },
       'executor ready',
     );
-    return { services: [executor.registration] };
+    return {
+      services: [executor.registration],
+      onStarted: (server) => executor.watchEngine(server),
+      close: () => executor.close(),
+    };
   },
 });

@@ -38,6 +38,8 @@ export interface RunObservation {
   stderrBytes: number;
   outputTruncated: boolean;
   stderrTail: Buffer;
+  /** Set when the kill failed, which means Docker no longer answers for this container. */
+  killError: unknown;
 }
 
 /**
@@ -81,6 +83,7 @@ export class RunMonitor {
       stderrBytes: 0,
       outputTruncated: false,
       stderrTail: Buffer.alloc(0),
+      killError: undefined,
     };
   }
 
@@ -119,7 +122,8 @@ export class RunMonitor {
 
   /**
    * Stops the program for a reason: records usage while the cgroup still
-   * exists, then kills the container. Later calls wait for the first.
+   * exists, then kills the container. Later calls wait for the first. The
+   * promise never rejects; a failed kill is kept in `observation.killError`.
    */
   stop(status: executorV1.RunStatus, message: string): Promise<void> {
     this.observation.ending ??= { status, message };
@@ -148,7 +152,13 @@ export class RunMonitor {
     } catch {
       // The cgroup is gone when the container already stopped; usage stays unknown.
     }
-    await this.sandbox.kill();
+    try {
+      await this.sandbox.kill();
+    } catch (error) {
+      // Without Docker the stream may never end by itself; end it here so the run finishes.
+      this.observation.killError = error;
+      this.stream.destroy();
+    }
   }
 
   private clearTimers(): void {

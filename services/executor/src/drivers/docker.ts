@@ -2,17 +2,21 @@ import Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
 import { SANDBOX_UID } from '../launcher.js';
 import type { RunLimits } from '../executor-options.js';
+import type { ExecutorInstance } from '../reaper.js';
 
 /** Labels on every sandbox container, so a restarted executor or a test can find them. */
 export const RUN_ID_LABEL = 'cordon.run-id';
 export const EXECUTOR_ID_LABEL = 'cordon.executor-id';
+/** Pid and start time of the executor process, so a restarted executor can tell a dead creator from a live one. */
+export const EXECUTOR_PID_LABEL = 'cordon.executor-pid';
+export const EXECUTOR_START_LABEL = 'cordon.executor-start';
 
 /** Processes the launcher adds to the program's own: tini and the launcher shell. */
 export const LAUNCHER_PROCESSES = 2;
 
 export interface SandboxSpec {
   readonly runId: string;
-  readonly executorId: string;
+  readonly executor: ExecutorInstance;
   /** Image id (sha256:…), so a retagged image cannot change a run that already chose it. */
   readonly imageId: string;
   readonly script: string;
@@ -91,7 +95,12 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
     Env: [...spec.env],
     User: `${SANDBOX_UID}:${SANDBOX_UID}`,
     WorkingDir: '/work',
-    Labels: { [RUN_ID_LABEL]: spec.runId, [EXECUTOR_ID_LABEL]: spec.executorId },
+    Labels: {
+      [RUN_ID_LABEL]: spec.runId,
+      [EXECUTOR_ID_LABEL]: spec.executor.executorId,
+      [EXECUTOR_PID_LABEL]: String(spec.executor.pid),
+      [EXECUTOR_START_LABEL]: spec.executor.startTicks,
+    },
     AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,
