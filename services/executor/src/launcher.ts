@@ -19,7 +19,7 @@ function commandLine(argv: readonly string[]): string {
  * ("<nonce> <tar size>") from stdin, extracts exactly that many bytes of tar
  * into /work, runs the compile phase (if any) and the program, whose stdin is
  * the rest of the container's stdin. After each phase it writes
- * "<nonce> compiled|exited <status>" to stderr, then sleeps so the container's
+ * "<nonce> compiled|exited <status>" to stdout and stderr, then sleeps so the container's
  * cgroup, and with it the usage counters, stays until the executor has read
  * them. The nonce travels only on stdin and lives in the shell's memory, so
  * the program cannot print a marker that the executor would believe; even if
@@ -33,20 +33,24 @@ export function launcherScript(plan: RunPlan): string {
   const lines = [
     'exec 3>&2 2>/dev/null',
     `IFS=' ' read -r nonce size || exit 125`,
-    `head -c "$size" | tar -x -f - -C /work || { printf '%s setup-failed 1\\n' "$nonce" >&3; exec sleep 86400; }`,
+    // Each marker goes to stdout and to stderr: a stream is complete up to a
+    // phase's end only once its own marker arrives, because Docker (and
+    // gVisor even more) forwards the two pipes independently.
+    `mark() { printf '%s %s %d\\n' "$nonce" "$1" "$2"; printf '%s %s %d\\n' "$nonce" "$1" "$2" >&3; }`,
+    `head -c "$size" | tar -x -f - -C /work || { mark setup-failed 1; exec sleep 86400; }`,
   ];
   if (plan.compileArgv !== null) {
     lines.push(
       `(${commandLine(plan.compileArgv)} </dev/null 2>&3 3>&-)`,
       'status=$?',
-      `printf '%s compiled %d\\n' "$nonce" "$status" >&3`,
+      'mark compiled "$status"',
       '[ "$status" -eq 0 ] || exec sleep 86400',
     );
   }
   lines.push(
     `(${commandLine(plan.runArgv)} 2>&3 3>&-)`,
     'status=$?',
-    `printf '%s exited %d\\n' "$nonce" "$status" >&3`,
+    'mark exited "$status"',
     'exec sleep 86400',
   );
   return lines.join('\n');

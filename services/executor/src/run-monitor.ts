@@ -3,6 +3,9 @@ import { executorV1 } from '@cordon/proto';
 import type { CgroupReader, CgroupUsage } from './cgroup-usage.js';
 import type { DockerSandbox } from './drivers/docker.js';
 import { DockerStreamDemuxer, MarkerFilter, STDOUT, type MarkerKind } from './output-demux.js';
+
+type StreamName = 'stdout' | 'stderr';
+type Marker = { kind: MarkerKind; status: number };
 import type { RunPlan } from './run-request.js';
 
 const { OutputStream, RunPhase, RunStatus } = executorV1;
@@ -52,7 +55,11 @@ export interface RunObservation {
 export class RunMonitor {
   readonly observation: RunObservation;
   private readonly demuxer = new DockerStreamDemuxer();
-  private readonly markers: MarkerFilter;
+  private readonly filters: Record<StreamName, MarkerFilter>;
+  /** Phase of each stream: a stream enters the run phase at its own "compiled" marker. */
+  private readonly streamPhase: Record<StreamName, executorV1.RunPhase>;
+  /** The marker that ended each stream's last phase, once it arrived. */
+  private readonly finalMarkers: Partial<Record<StreamName, Marker>> = {};
   private readonly queue: (OutputItem | 'end')[] = [];
   private queuedBytes = 0;
   private wake: (() => void) | undefined;
@@ -69,8 +76,10 @@ export class RunMonitor {
     nonce: string,
     private readonly compileWallTimeMs: number,
   ) {
-    this.markers = new MarkerFilter(nonce);
+    this.filters = { stdout: new MarkerFilter(nonce), stderr: new MarkerFilter(nonce) };
     const compiled = plan.compileArgv !== null;
+    const firstPhase = compiled ? RunPhase.RUN_PHASE_COMPILE : RunPhase.RUN_PHASE_RUN;
+    this.streamPhase = { stdout: firstPhase, stderr: firstPhase };
     this.observation = {
       ending: undefined,
       marker: undefined,
@@ -198,15 +207,12 @@ export class RunMonitor {
 
   private onChunk(chunk: Buffer): void {
     for (const frame of this.demuxer.push(chunk)) {
-      if (frame.stream === STDOUT) {
-        this.deliver(OutputStream.OUTPUT_STREAM_STDOUT, frame.data);
-        continue;
-      }
-      for (const item of this.markers.push(frame.data)) {
+      const name: StreamName = frame.stream === STDOUT ? 'stdout' : 'stderr';
+      for (const item of this.filters[name].push(frame.data)) {
         if (item.kind === 'data') {
-          this.deliver(OutputStream.OUTPUT_STREAM_STDERR, item.data);
+          this.deliver(name, item.data);
         } else {
-          this.onMarker(item.marker, item.status);
+          this.onMarker(name, { kind: item.marker, status: item.status });
         }
       }
     }
@@ -215,20 +221,32 @@ export class RunMonitor {
     }
   }
 
-  private onMarker(kind: MarkerKind, status: number): void {
-    if (kind === 'compiled' && status === 0) {
-      this.observation.phase = RunPhase.RUN_PHASE_RUN;
-      this.observation.runStartedAt = performance.now();
-      this.armWallTimer(this.plan.limits.wallTimeMs);
-      this.cgroups.read(this.sandbox.id).then(
-        (usage) => (this.observation.cpuAtRunStartMs = usage.cpuTimeMs),
-        () => undefined,
-      );
+  private onMarker(name: StreamName, marker: Marker): void {
+    if (marker.kind === 'compiled' && marker.status === 0) {
+      this.streamPhase[name] = RunPhase.RUN_PHASE_RUN;
+      if (this.observation.phase === RunPhase.RUN_PHASE_COMPILE) {
+        this.startRunPhase();
+      }
       return;
     }
-    this.observation.marker = { kind, status };
-    this.observation.endedAt = performance.now();
-    void this.collectAndKillOnce();
+
+    this.finalMarkers[name] = marker;
+    this.observation.endedAt ??= performance.now();
+    if (this.finalMarkers.stdout !== undefined && this.finalMarkers.stderr !== undefined) {
+      // Both streams are complete now: nothing the program wrote is still in flight.
+      this.observation.marker = this.finalMarkers.stderr;
+      void this.collectAndKillOnce();
+    }
+  }
+
+  private startRunPhase(): void {
+    this.observation.phase = RunPhase.RUN_PHASE_RUN;
+    this.observation.runStartedAt = performance.now();
+    this.armWallTimer(this.plan.limits.wallTimeMs);
+    this.cgroups.read(this.sandbox.id).then(
+      (usage) => (this.observation.cpuAtRunStartMs = usage.cpuTimeMs),
+      () => undefined,
+    );
   }
 
   private collectAndKillOnce(): Promise<void> {
@@ -236,25 +254,28 @@ export class RunMonitor {
   }
 
   /** Queues output up to the output limit, counting stdout and stderr together. */
-  private deliver(stream: executorV1.OutputStream, data: Buffer): void {
+  private deliver(name: StreamName, data: Buffer): void {
     const observation = this.observation;
     if (observation.outputTruncated || data.length === 0) return;
 
+    const phase = this.streamPhase[name];
     const used = observation.stdoutBytes + observation.stderrBytes;
     const room = this.plan.limits.maxOutputBytes - used;
     const accepted = data.length > room ? data.subarray(0, room) : data;
-    if (stream === OutputStream.OUTPUT_STREAM_STDOUT) {
+    if (name === 'stdout') {
       observation.stdoutBytes += accepted.length;
     } else {
       observation.stderrBytes += accepted.length;
-      if (observation.phase === RunPhase.RUN_PHASE_RUN) {
+      if (phase === RunPhase.RUN_PHASE_RUN) {
         observation.stderrTail = Buffer.concat([observation.stderrTail, accepted]).subarray(
           -STDERR_TAIL_BYTES,
         );
       }
     }
     if (accepted.length > 0) {
-      this.push({ stream, phase: observation.phase, data: accepted });
+      const stream =
+        name === 'stdout' ? OutputStream.OUTPUT_STREAM_STDOUT : OutputStream.OUTPUT_STREAM_STDERR;
+      this.push({ stream, phase, data: accepted });
     }
     if (data.length > room) {
       observation.outputTruncated = true;
@@ -269,8 +290,10 @@ export class RunMonitor {
     if (this.streamEnded) return;
     this.streamEnded = true;
     this.clearTimers();
-    const rest = this.markers.flush();
-    if (rest.length > 0) this.deliver(OutputStream.OUTPUT_STREAM_STDERR, rest);
+    for (const name of ['stdout', 'stderr'] as const) {
+      const rest = this.filters[name].flush();
+      if (rest.length > 0) this.deliver(name, rest);
+    }
     this.push('end');
   }
 

@@ -111,7 +111,10 @@ export function exitedEvent(
     phase,
     wallTimeMs: Math.max(0, Math.round(endedAt - observation.runStartedAt)),
     cpuTimeMs: Math.max(0, (observation.usage?.cpuTimeMs ?? 0) - observation.cpuAtRunStartMs),
-    peakMemoryBytes: observation.usage?.peakMemoryBytes ?? 0,
+    // A sandbox the OOM killer ended has no cgroup left to read; it was at its limit.
+    peakMemoryBytes:
+      observation.usage?.peakMemoryBytes ??
+      (outcome.status === RunStatus.RUN_STATUS_MEMORY_LIMIT ? plan.limits.memoryBytes : 0),
     stdoutBytes: observation.stdoutBytes,
     stderrBytes: observation.stderrBytes,
     outputTruncated: observation.outputTruncated,

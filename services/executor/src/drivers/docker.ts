@@ -14,6 +14,16 @@ export const EXECUTOR_START_LABEL = 'cordon.executor-start';
 /** Processes the launcher adds to the program's own: tini and the launcher shell. */
 export const LAUNCHER_PROCESSES = 2;
 
+/**
+ * Host threads of gVisor's own sentry and gofer, which count against the
+ * container's pids limit: about 50 were measured for an idle Python sandbox
+ * (runsc release 20221219, 2 cores), and each sandboxed process adds more: a
+ * fork bomb held to 66 processes by RLIMIT_NPROC passed 2000 host threads in
+ * three seconds. Under runsc the program's own limit is RLIMIT_NPROC, which
+ * gVisor enforces inside the sandbox; the pids limit only protects the host.
+ */
+export const RUNSC_SANDBOX_THREADS = 512;
+
 export interface SandboxSpec {
   readonly runId: string;
   readonly executor: ExecutorInstance;
@@ -89,6 +99,8 @@ export class DockerSandbox {
 export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateOptions {
   const { limits } = spec;
   const cpuSeconds = Math.ceil(limits.cpuTimeMs / 1000);
+  const processes = limits.maxProcesses + LAUNCHER_PROCESSES;
+  const gvisor = spec.runtime === 'runsc';
   return {
     Image: spec.imageId,
     Cmd: ['/bin/sh', '-c', spec.script],
@@ -119,7 +131,7 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
       },
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges'],
-      PidsLimit: limits.maxProcesses + LAUNCHER_PROCESSES,
+      PidsLimit: gvisor ? processes + RUNSC_SANDBOX_THREADS : processes,
       Memory: limits.memoryBytes,
       MemorySwap: limits.memoryBytes,
       NanoCpus: spec.nanoCpus,
@@ -129,6 +141,9 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
         // A per-process backstop; the executor enforces the cgroup-wide CPU limit itself.
         { Name: 'cpu', Soft: cpuSeconds + 1, Hard: cpuSeconds + 2 },
         { Name: 'core', Soft: 0, Hard: 0 },
+        // RLIMIT_NPROC counts per user, and under runc every sandbox shares
+        // uid 10001 with all the others on the host; gVisor counts per sandbox.
+        ...(gvisor ? [{ Name: 'nproc', Soft: processes, Hard: processes }] : []),
       ],
       IpcMode: 'private',
       OomScoreAdj: 1000,
