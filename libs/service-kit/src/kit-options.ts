@@ -64,6 +64,13 @@ export function kitConfigSpec(service: ServiceName) {
       min: 0,
       max: 600_000,
     }),
+    traceFile: stringVar('CORDON_TRACE_FILE', {
+      description:
+        'File that finished spans are appended to as JSON Lines, for debugging without a collector.',
+      default: '',
+      pattern: /^\/\S+$/,
+      allowed: 'an absolute file path',
+    }),
     otlpEndpoint: stringVar('OTEL_EXPORTER_OTLP_ENDPOINT', {
       description: 'OTLP/gRPC collector for traces; empty exports nothing.',
       default: '',

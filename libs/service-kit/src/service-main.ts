@@ -59,6 +59,7 @@ export async function runService<S extends ConfigSpec>(
   const telemetry = startTelemetry({
     serviceName: `cordon-${options.name}`,
     otlpEndpoint: kit.otlpEndpoint,
+    traceFile: kit.traceFile,
   });
   if (!telemetry.grpcInstrumented) {
     logger.warn(

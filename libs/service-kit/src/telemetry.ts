@@ -6,8 +6,10 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
   NoopSpanProcessor,
+  SimpleSpanProcessor,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
+import { SpanFileExporter } from './span-file-exporter.js';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 
 export interface TelemetryOptions {
@@ -15,6 +17,8 @@ export interface TelemetryOptions {
   serviceName: string;
   /** OTLP/gRPC collector; when empty, spans are made but not exported. */
   otlpEndpoint: string;
+  /** File to append finished spans to as JSON Lines; empty writes none. */
+  traceFile?: string;
   /** Extra span processors, such as an in-memory exporter in tests. */
   spanProcessors?: SpanProcessor[];
 }
@@ -37,6 +41,9 @@ export interface Telemetry {
  */
 export function startTelemetry(options: TelemetryOptions): Telemetry {
   const spanProcessors: SpanProcessor[] = [...(options.spanProcessors ?? [])];
+  if (options.traceFile !== undefined && options.traceFile !== '') {
+    spanProcessors.push(new SimpleSpanProcessor(new SpanFileExporter(options.traceFile)));
+  }
   if (options.otlpEndpoint !== '') {
     spanProcessors.push(
       new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint })),

@@ -1,11 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { executorV1 } from '@cordon/proto';
 import type { Logger } from '@cordon/service-kit';
+import type { OutputExcerpt } from './audit-trail.js';
 import type { CgroupReader } from './cgroup-usage.js';
 import type { ContainerExit, DockerDriver, DockerSandbox } from './drivers/docker.js';
 import type { ExecutorOptions } from './executor-options.js';
-import type { ExecutorInstance } from './reaper.js';
 import { launcherInput, launcherScript, newNonce } from './launcher.js';
+import type { ExecutorInstance } from './reaper.js';
 import { exitedEvent } from './run-outcome.js';
 import { RunMonitor } from './run-monitor.js';
 import type { RunPlan } from './run-request.js';
@@ -22,11 +22,14 @@ export interface RunDependencies {
 }
 
 export interface RunRequestContext {
+  readonly runId: string;
   readonly signal: AbortSignal;
   readonly logger: Logger;
   readonly traceId: string;
   readonly queuedMs: number;
   readonly image: { tag: string; id: string };
+  /** Called exactly once with how the run ended, whatever path it took; must not throw. */
+  readonly onFinished: (exited: executorV1.RunExited, excerpt: OutputExcerpt) => Promise<void>;
 }
 
 function event(value: executorV1.ExecuteResponse['event']): executorV1.ExecuteResponse {
@@ -43,33 +46,32 @@ export async function* runInContainer(
   deps: RunDependencies,
   context: RunRequestContext,
 ): AsyncGenerator<executorV1.ExecuteResponse> {
-  const runId = randomUUID();
+  const { runId } = context;
   const logger = context.logger.child({ run_id: runId, runtime: plan.runtime.id });
   const nonce = newNonce();
-  const input = await launcherInput(plan, nonce);
 
-  const sandbox = await deps.driver.createSandbox({
-    runId,
-    executor: deps.instance,
-    imageId: context.image.id,
-    script: launcherScript(plan),
-    env: plan.env,
-    limits: plan.limits,
-    runtime: deps.options.dockerRuntime,
-    nanoCpus: deps.options.sandboxNanoCpus,
-  });
+  let sandbox: DockerSandbox | undefined;
   let monitor: RunMonitor | undefined;
-  let logged = false;
+  let exited: executorV1.RunExited | undefined;
+  let failure: unknown;
   try {
+    const input = await launcherInput(plan, nonce);
+    sandbox = await deps.driver.createSandbox({
+      runId,
+      executor: deps.instance,
+      imageId: context.image.id,
+      script: launcherScript(plan),
+      env: plan.env,
+      limits: plan.limits,
+      runtime: deps.options.dockerRuntime,
+      nanoCpus: deps.options.sandboxNanoCpus,
+    });
     const stream = await sandbox.attach();
-    monitor = new RunMonitor(
-      plan,
-      sandbox,
-      stream,
-      deps.cgroups,
+    monitor = new RunMonitor(plan, sandbox, stream, deps.cgroups, {
       nonce,
-      deps.options.compileWallTimeMs,
-    );
+      compileWallTimeMs: deps.options.compileWallTimeMs,
+      excerptBytes: deps.options.auditOutputBytes,
+    });
     stream.on('error', () => undefined);
     await sandbox.start();
     monitor.begin(context.signal);
@@ -99,13 +101,11 @@ export async function* runInContainer(
     const engineLost =
       observation.killError !== undefined ||
       (exit === undefined && observation.marker === undefined && observation.ending === undefined);
-    const exited = engineLost ? lostEngineEvent(monitor) : exitedEvent(plan, observation, exit);
+    exited = engineLost ? lostEngineEvent(monitor) : exitedEvent(plan, observation, exit);
     logRun(logger, exited, context.queuedMs);
-    logged = true;
     yield event({ $case: 'exited', value: exited });
   } catch (error) {
-    // The RPC layer logs a failed run; only a run its client abandoned is logged below.
-    logged = true;
+    failure = error;
     throw error;
   } finally {
     monitor?.discardRemaining();
@@ -113,34 +113,63 @@ export async function* runInContainer(
       RunStatus.RUN_STATUS_CANCELLED,
       'the client went away before the run ended',
     );
-    if (monitor !== undefined && !logged) {
-      // The client left while a response was being written, so the run ends here.
-      logRun(logger, exitedEvent(plan, monitor.observation, undefined), context.queuedMs);
+    if (exited === undefined) {
+      // The run failed before it ended, or its client left while a response was being written.
+      exited =
+        failure === undefined && monitor !== undefined
+          ? exitedEvent(plan, monitor.observation, undefined)
+          : failedEvent(monitor);
+      logRun(logger, exited, context.queuedMs);
     }
-    await sandbox.remove().catch((error: unknown) => {
-      logger.error(
-        { err: error, container_id: sandbox.id },
-        'could not remove a sandbox container; will retry',
-      );
-      deps.onRemoveFailed(sandbox.id);
-    });
+    await context.onFinished(exited, excerptOf(monitor));
+    if (sandbox !== undefined) {
+      const { id } = sandbox;
+      await sandbox.remove().catch((error: unknown) => {
+        logger.error(
+          { err: error, container_id: id },
+          'could not remove a sandbox container; will retry',
+        );
+        deps.onRemoveFailed(id);
+      });
+    }
     monitor?.close();
   }
 }
 
-/** The RunExited for a run whose container stream broke and whose container Docker cannot report on. */
-function lostEngineEvent(monitor: RunMonitor): executorV1.RunExited {
-  const { observation } = monitor;
+function excerptOf(monitor: RunMonitor | undefined): OutputExcerpt {
+  const observation = monitor?.observation;
+  return {
+    stdout: observation?.stdoutHead ?? Buffer.alloc(0),
+    stderr: observation?.stderrHead ?? Buffer.alloc(0),
+    stdoutTruncated: (observation?.stdoutBytes ?? 0) > (observation?.stdoutHead.length ?? 0),
+    stderrTruncated: (observation?.stderrBytes ?? 0) > (observation?.stderrHead.length ?? 0),
+  };
+}
+
+/** Builds the RunExited of a run that broke off with an error, with what was seen of it. */
+function failedEvent(
+  monitor: RunMonitor | undefined,
+  message = 'the run failed inside the executor; see its log',
+): executorV1.RunExited {
+  const observation = monitor?.observation;
   return executorV1.RunExited.fromPartial({
     status: RunStatus.RUN_STATUS_INTERNAL_ERROR,
-    phase: observation.phase,
-    wallTimeMs: Math.round(performance.now() - observation.runStartedAt),
-    stdoutBytes: observation.stdoutBytes,
-    stderrBytes: observation.stderrBytes,
-    outputTruncated: observation.outputTruncated,
-    message:
-      'lost the connection to the Docker engine during the run; the run was abandoned, try it again',
+    phase: observation?.phase ?? executorV1.RunPhase.RUN_PHASE_RUN,
+    wallTimeMs:
+      observation === undefined ? 0 : Math.round(performance.now() - observation.runStartedAt),
+    stdoutBytes: observation?.stdoutBytes ?? 0,
+    stderrBytes: observation?.stderrBytes ?? 0,
+    outputTruncated: observation?.outputTruncated ?? false,
+    message,
   });
+}
+
+/** Builds the RunExited of a run whose container stream broke while Docker could not report on it. */
+function lostEngineEvent(monitor: RunMonitor): executorV1.RunExited {
+  return failedEvent(
+    monitor,
+    'lost the connection to the Docker engine during the run; the run was abandoned, try it again',
+  );
 }
 
 async function inspectQuietly(sandbox: DockerSandbox): Promise<ContainerExit | undefined> {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import {
+  addressVar,
   bytesVar,
   ConfigError,
   durationMsVar,
@@ -220,6 +221,27 @@ export const executorConfigSpec = {
     min: 0,
     max: 256 * MiB,
   }),
+  audit: enumVar('CORDON_EXECUTOR_AUDIT', ['required', 'off'], {
+    description:
+      'required: every run is recorded in the audit service and none starts unrecorded; off: no audit.',
+    default: 'required',
+  }),
+  auditAddress: addressVar('CORDON_AUDIT_ADDRESS', {
+    description: 'Where the audit service listens.',
+    default: '127.0.0.1:7104',
+  }),
+  auditOutputBytes: bytesVar('CORDON_AUDIT_OUTPUT_BYTES', {
+    description: 'Bytes of stdout and of stderr of each run kept in the audit log.',
+    default: 64 * 1024,
+    min: 0,
+    max: 16 * MiB,
+  }),
+  spoolFolder: stringVar('CORDON_EXECUTOR_SPOOL_DIR', {
+    description: 'Folder for audit records that wait for the audit service to come back.',
+    default: '/var/lib/cordon/executor-spool',
+    pattern: /^\/\S+$/,
+    allowed: 'an absolute folder path',
+  }),
   catalogPath: stringVar('CORDON_RUNTIME_CATALOG', {
     description: 'Path of the runtime catalog.',
     default: DEFAULT_CATALOG,
@@ -252,6 +274,10 @@ export interface ExecutorOptions {
   readonly maxStdinBytes: number;
   readonly catalogPath: string;
   readonly instanceId: string;
+  readonly audit: 'required' | 'off';
+  readonly auditAddress: string;
+  readonly auditOutputBytes: number;
+  readonly spoolFolder: string;
 }
 
 /** Checks the limits against each other and normalises units; throws with one line when they disagree. */
@@ -288,5 +314,9 @@ export function compileExecutorOptions(config: ExecutorConfig): ExecutorOptions 
     maxStdinBytes: config.maxStdinBytes,
     catalogPath: config.catalogPath,
     instanceId: config.instanceId,
+    audit: config.audit,
+    auditAddress: config.auditAddress,
+    auditOutputBytes: config.auditOutputBytes,
+    spoolFolder: config.spoolFolder,
   };
 }

@@ -9,6 +9,11 @@ import {
   type RunningServer,
   type ServiceRegistration,
 } from '@cordon/service-kit';
+import { randomUUID } from 'node:crypto';
+import type { Metadata } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
+import { AuditSpool } from './audit-spool.js';
+import { AuditTrail } from './audit-trail.js';
 import { CgroupReader } from './cgroup-usage.js';
 import { runInContainer } from './container-run.js';
 import { DockerDriver } from './drivers/docker.js';
@@ -18,6 +23,32 @@ import { planRun, unknownRuntime } from './run-request.js';
 import { currentInstance, reapOrphanedSandboxes, removeOwnSandboxes } from './reaper.js';
 import { RunSlots } from './run-slots.js';
 import { loadRuntimeCatalog, type RuntimeSpec } from './runtimes.js';
+
+const tracer = trace.getTracer('cordon-executor');
+
+/** Runs one step of a run inside its own span, so the trace shows where the time went. */
+function inSpan<T>(name: string, step: () => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, async (span) => {
+    try {
+      return await step();
+    } finally {
+      span.end();
+    }
+  });
+}
+
+const AGENT_ID_METADATA_KEY = 'x-cordon-agent-id';
+
+/**
+ * Returns the agent a call acts for, or "anonymous".
+ *
+ * NOTE: the metadata value is not verified; the identity layer will replace
+ * this with the agent id of a verified token.
+ */
+function callerAgentId(metadata: Metadata): string {
+  const value = metadata.get(AGENT_ID_METADATA_KEY)[0];
+  return typeof value === 'string' && value !== '' ? value.slice(0, 256) : 'anonymous';
+}
 
 /** How often the executor checks that the Docker engine answers, for its health status. */
 const ENGINE_CHECK_INTERVAL_MS = 2000;
@@ -70,6 +101,15 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
     maxQueued: options.maxQueuedRuns,
     queueTimeoutMs: options.queueTimeoutMs,
   });
+  const trail =
+    options.audit === 'required'
+      ? new AuditTrail(options.auditAddress, new AuditSpool(options.spoolFolder), logger)
+      : undefined;
+  if (trail === undefined) {
+    logger.warn('auditing is off (CORDON_EXECUTOR_AUDIT=off): runs leave no audit record');
+  } else {
+    trail.startReplay();
+  }
   const pendingRemovals = new Set<string>();
   const deps = {
     driver,
@@ -97,15 +137,36 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
       );
     }
 
+    const agentId = callerAgentId(context.metadata);
+    const runId = randomUUID();
     const queuedAt = performance.now();
-    const release = await slots.acquire(context.signal);
+    const release = await inSpan('run.queue', () => slots.acquire(context.signal));
     try {
+      const isolation = `docker/${options.dockerRuntime}`;
+      await inSpan('audit.execution_started', async () => {
+        await trail?.recordStart(plan, {
+          runId,
+          agentId,
+          image: { tag: image.tag, digest: image.id },
+          isolation,
+        });
+      });
       yield* runInContainer(plan, deps, {
+        runId,
         signal: context.signal,
         logger: context.logger,
         traceId: activeTraceId() ?? '',
         queuedMs: Math.round(performance.now() - queuedAt),
         image,
+        onFinished: (exited, excerpt) =>
+          inSpan('audit.execution_finished', async () => {
+            await trail?.recordFinish(runId, agentId, exited, excerpt).catch((error: unknown) => {
+              context.logger.error(
+                { err: error, run_id: runId },
+                'could not record or spool the end of a run',
+              );
+            });
+          }),
       });
     } finally {
       release();
@@ -177,6 +238,7 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
 
   async function close(): Promise<void> {
     clearInterval(engineTimer);
+    trail?.close();
     await removeOwnSandboxes(driver.docker, instance, logger).catch((error: unknown) => {
       logger.error({ err: error }, 'could not list sandboxes at shutdown');
     });

@@ -43,6 +43,17 @@ export interface RunObservation {
   stderrTail: Buffer;
   /** Set when the kill failed, which means Docker no longer answers for this container. */
   killError: unknown;
+  /** The first bytes of each stream, kept for the audit log. */
+  stdoutHead: Buffer;
+  stderrHead: Buffer;
+}
+
+export interface RunMonitorOptions {
+  /** Per-run secret that marks the launcher's phase markers. */
+  readonly nonce: string;
+  readonly compileWallTimeMs: number;
+  /** Bytes of each stream kept for the audit log. */
+  readonly excerptBytes: number;
 }
 
 /**
@@ -73,10 +84,12 @@ export class RunMonitor {
     private readonly sandbox: DockerSandbox,
     private readonly stream: Duplex,
     private readonly cgroups: CgroupReader,
-    nonce: string,
-    private readonly compileWallTimeMs: number,
+    private readonly options: RunMonitorOptions,
   ) {
-    this.filters = { stdout: new MarkerFilter(nonce), stderr: new MarkerFilter(nonce) };
+    this.filters = {
+      stdout: new MarkerFilter(options.nonce),
+      stderr: new MarkerFilter(options.nonce),
+    };
     const compiled = plan.compileArgv !== null;
     const firstPhase = compiled ? RunPhase.RUN_PHASE_COMPILE : RunPhase.RUN_PHASE_RUN;
     this.streamPhase = { stdout: firstPhase, stderr: firstPhase };
@@ -93,6 +106,8 @@ export class RunMonitor {
       outputTruncated: false,
       stderrTail: Buffer.alloc(0),
       killError: undefined,
+      stdoutHead: Buffer.alloc(0),
+      stderrHead: Buffer.alloc(0),
     };
   }
 
@@ -103,7 +118,7 @@ export class RunMonitor {
     this.stream.on('close', () => this.onStreamEnd());
     this.stream.on('error', () => this.onStreamEnd());
     const compiled = this.plan.compileArgv !== null;
-    this.armWallTimer(compiled ? this.compileWallTimeMs : this.plan.limits.wallTimeMs);
+    this.armWallTimer(compiled ? this.options.compileWallTimeMs : this.plan.limits.wallTimeMs);
     this.cpuTimer = setInterval(() => void this.checkCpu(), CPU_POLL_INTERVAL_MS);
     signal.addEventListener(
       'abort',
@@ -262,6 +277,11 @@ export class RunMonitor {
     const used = observation.stdoutBytes + observation.stderrBytes;
     const room = this.plan.limits.maxOutputBytes - used;
     const accepted = data.length > room ? data.subarray(0, room) : data;
+    const headKey = name === 'stdout' ? 'stdoutHead' : 'stderrHead';
+    const headRoom = this.options.excerptBytes - observation[headKey].length;
+    if (headRoom > 0 && accepted.length > 0) {
+      observation[headKey] = Buffer.concat([observation[headKey], accepted.subarray(0, headRoom)]);
+    }
     if (name === 'stdout') {
       observation.stdoutBytes += accepted.length;
     } else {

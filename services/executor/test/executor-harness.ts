@@ -48,6 +48,7 @@ export async function startExecutor(env: Record<string, string> = {}): Promise<E
     CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
     CORDON_EXECUTOR_ID: executorId,
     CORDON_DOCKER_RUNTIME: TEST_RUNTIME,
+    CORDON_EXECUTOR_AUDIT: 'off',
     ...env,
   });
   const client = new executorV1.ExecutorServiceClient(

@@ -106,6 +106,7 @@ describe('graceful shutdown', () => {
     await waitFor(() => executor.containers().length === 2, 10_000);
 
     executor.process.child.kill('SIGTERM');
+    await executor.process.waitForLog((line) => line.msg === 'server draining');
     const late = await executor.run(python('print(1)'));
     const [shortResult, longResult] = await Promise.all([short, long]);
     const exit = await executor.process.exited;

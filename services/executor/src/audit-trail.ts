@@ -1,0 +1,213 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
+import { auditV1, executorV1 } from '@cordon/proto';
+import { callUnary, CordonError, createServiceClient, type Logger } from '@cordon/service-kit';
+import type { AuditSpool } from './audit-spool.js';
+import type { RunPlan } from './run-request.js';
+
+const APPEND_DEADLINE_MS = 5000;
+const REPLAY_INTERVAL_MS = 2000;
+
+type AuditClient = Client & Pick<auditV1.AuditServiceClient, 'append'>;
+type AttributeMap = Record<string, auditV1.AttributeValue>;
+
+/** What the audit log records of a run's start, besides the plan. */
+export interface RunStart {
+  readonly runId: string;
+  readonly agentId: string;
+  readonly image: { tag: string; digest: string };
+  readonly isolation: string;
+}
+
+/** The first bytes of a run's output, kept for the audit log. */
+export interface OutputExcerpt {
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+  readonly stdoutTruncated: boolean;
+  readonly stderrTruncated: boolean;
+}
+
+function text(value: string): auditV1.AttributeValue {
+  return { value: { $case: 'stringValue', value } };
+}
+
+function integer(value: number): auditV1.AttributeValue {
+  return { value: { $case: 'intValue', value } };
+}
+
+/** SHA-256 over the files in path order, each as path, NUL, length, NUL, content. */
+export function codeSha256(files: RunPlan['files']): string {
+  const hash = createHash('sha256');
+  for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+    hash
+      .update(file.path)
+      .update('\0')
+      .update(String(file.content.length))
+      .update('\0')
+      .update(file.content);
+  }
+  return hash.digest('hex');
+}
+
+function currentIds(): { traceId: string; spanId: string } {
+  const context = trace.getActiveSpan()?.spanContext();
+  return { traceId: context?.traceId ?? '', spanId: context?.spanId ?? '' };
+}
+
+function event(fields: Partial<auditV1.AuditEvent>): auditV1.AuditEvent {
+  return auditV1.AuditEvent.fromPartial({
+    id: randomUUID(),
+    service: 'executor',
+    occurredTime: new Date(),
+    ...currentIds(),
+    ...fields,
+  });
+}
+
+/**
+ * Writes a run's start and end to the audit service. The start must be
+ * acknowledged or the run does not start (fail closed). An end that cannot
+ * be appended at once is kept in a durable spool and replayed in order; the
+ * audit service ignores a replayed id it already stored.
+ */
+export class AuditTrail {
+  private readonly client: AuditClient;
+  private readonly metadata = new Metadata();
+  private replayTimer: NodeJS.Timeout | undefined;
+  private replaying = false;
+
+  constructor(
+    address: string,
+    private readonly spool: AuditSpool,
+    private readonly logger: Logger,
+  ) {
+    this.client = createServiceClient<AuditClient>(auditV1.AuditServiceService, address);
+    // NOTE: the audit service trusts this role claim until the identity layer signs service calls.
+    this.metadata.set('x-cordon-role', 'service');
+  }
+
+  startReplay(): void {
+    this.replayTimer = setInterval(() => void this.replay(), REPLAY_INTERVAL_MS);
+    void this.replay();
+  }
+
+  close(): void {
+    clearInterval(this.replayTimer);
+    this.client.close();
+  }
+
+  /** Appends execution.started; throws UNAVAILABLE when the audit service does not acknowledge it. */
+  async recordStart(plan: RunPlan, start: RunStart): Promise<void> {
+    const attributes: AttributeMap = {
+      runtime: text(plan.runtime.id),
+      'image.tag': text(start.image.tag),
+      'image.digest': text(start.image.digest),
+      isolation: text(start.isolation),
+      'files.count': integer(plan.files.length),
+      client_request_id: text(plan.clientRequestId),
+    };
+    for (const [name, value] of Object.entries(plan.limits)) {
+      attributes[`limits.${name}`] = integer(value);
+    }
+    const request = auditV1.AppendRequest.fromPartial({
+      event: event({
+        agentId: start.agentId,
+        action: 'execution.started',
+        outcome: auditV1.AuditOutcome.AUDIT_OUTCOME_SUCCESS,
+        runId: start.runId,
+        attributes,
+        codeSha256: codeSha256(plan.files),
+      }),
+      files: plan.files.map((file) => ({ path: file.path, content: file.content })),
+    });
+
+    try {
+      await this.append(request);
+    } catch (error) {
+      throw new CordonError(
+        status.UNAVAILABLE,
+        'the audit service did not acknowledge the start of the run, so the run was not started; try again when it is back',
+        { cause: error },
+      );
+    }
+  }
+
+  /** Appends execution.finished, or spools it durably when the audit service does not answer. */
+  async recordFinish(
+    runId: string,
+    agentId: string,
+    exited: executorV1.RunExited,
+    excerpt: OutputExcerpt,
+  ): Promise<void> {
+    const attributes: AttributeMap = {
+      status: text(executorV1.runStatusToJSON(exited.status)),
+      phase: text(executorV1.runPhaseToJSON(exited.phase)),
+      wall_time_ms: integer(exited.wallTimeMs),
+      cpu_time_ms: integer(exited.cpuTimeMs),
+      peak_memory_bytes: integer(exited.peakMemoryBytes),
+      stdout_bytes: integer(exited.stdoutBytes),
+      stderr_bytes: integer(exited.stderrBytes),
+      output_truncated: { value: { $case: 'boolValue', value: exited.outputTruncated } },
+      message: text(exited.message),
+    };
+    if (exited.exitCode !== undefined) attributes['exit_code'] = integer(exited.exitCode);
+    if (exited.signal !== undefined) attributes['signal'] = integer(exited.signal);
+    const ok = exited.status === executorV1.RunStatus.RUN_STATUS_OK;
+    const request = auditV1.AppendRequest.fromPartial({
+      event: event({
+        agentId,
+        action: 'execution.finished',
+        outcome: ok
+          ? auditV1.AuditOutcome.AUDIT_OUTCOME_SUCCESS
+          : auditV1.AuditOutcome.AUDIT_OUTCOME_FAILURE,
+        runId,
+        attributes,
+      }),
+      stdoutExcerpt: excerpt.stdout,
+      stderrExcerpt: excerpt.stderr,
+      stdoutTruncated: excerpt.stdoutTruncated,
+      stderrTruncated: excerpt.stderrTruncated,
+    });
+
+    // Earlier spooled records go first, so the log keeps the order runs ended in.
+    if (this.spool.pending().length === 0) {
+      try {
+        await this.append(request);
+        return;
+      } catch (error) {
+        this.logger.warn(
+          { err: error, run_id: runId },
+          'could not append execution.finished; spooled it for replay',
+        );
+      }
+    }
+    this.spool.write(request);
+  }
+
+  private async replay(): Promise<void> {
+    if (this.replaying) return;
+    this.replaying = true;
+    try {
+      for (const { file, request } of this.spool.pending()) {
+        await this.append(request);
+        this.spool.remove(file);
+        this.logger.info({ run_id: request.event?.runId }, 'replayed a spooled audit record');
+      }
+    } catch (error) {
+      this.logger.debug(
+        { code: (error as ServiceError).code },
+        'audit service still unavailable; spool kept',
+      );
+    } finally {
+      this.replaying = false;
+    }
+  }
+
+  private async append(request: auditV1.AppendRequest): Promise<auditV1.AppendResponse> {
+    return callUnary(this.client.append.bind(this.client), request, {
+      deadlineMs: APPEND_DEADLINE_MS,
+      metadata: this.metadata,
+    });
+  }
+}
