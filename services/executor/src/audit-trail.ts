@@ -1,8 +1,14 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { auditV1, executorV1 } from '@cordon/proto';
-import { callUnary, CordonError, createServiceClient, type Logger } from '@cordon/service-kit';
+import {
+  callUnary,
+  codeSha256,
+  CordonError,
+  createServiceClient,
+  type Logger,
+} from '@cordon/service-kit';
 import type { AuditSpool } from './audit-spool.js';
 import type { RunPlan } from './run-request.js';
 
@@ -34,20 +40,6 @@ function text(value: string): auditV1.AttributeValue {
 
 function integer(value: number): auditV1.AttributeValue {
   return { value: { $case: 'intValue', value } };
-}
-
-/** SHA-256 over the files in path order, each as path, NUL, length, NUL, content. */
-export function codeSha256(files: RunPlan['files']): string {
-  const hash = createHash('sha256');
-  for (const file of [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
-    hash
-      .update(file.path)
-      .update('\0')
-      .update(String(file.content.length))
-      .update('\0')
-      .update(file.content);
-  }
-  return hash.digest('hex');
 }
 
 function currentIds(): { traceId: string; spanId: string } {
@@ -125,11 +117,16 @@ export class AuditTrail {
     try {
       await this.append(request);
     } catch (error) {
-      throw new CordonError(
-        status.UNAVAILABLE,
-        'the audit service did not acknowledge the start of the run, so the run was not started; try again when it is back',
-        { cause: error },
-      );
+      const code = (error as Partial<ServiceError>).code;
+      if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) {
+        throw new CordonError(
+          status.UNAVAILABLE,
+          'the audit service did not acknowledge the start of the run, so the run was not started; try again when it is back',
+          { cause: error },
+        );
+      }
+      // A rejected record is a fault of this executor, not of the caller's request.
+      throw new Error('the audit service rejected execution.started', { cause: error });
     }
   }
 
