@@ -1,8 +1,7 @@
 import { executorV1 } from '@cordon/proto';
 import type { Logger } from '@cordon/service-kit';
 import type { OutputExcerpt } from './audit-trail.js';
-import type { CgroupReader } from './cgroup-usage.js';
-import type { ContainerExit, DockerDriver, DockerSandbox } from './drivers/docker.js';
+import type { ContainerExit, Sandbox, SandboxDriver } from './drivers/sandbox.js';
 import type { ExecutorOptions } from './executor-options.js';
 import { launcherInput, launcherScript, newNonce } from './launcher.js';
 import type { ExecutorInstance } from './reaper.js';
@@ -13,8 +12,7 @@ import type { RunPlan } from './run-request.js';
 const { RunStatus, StartPath } = executorV1;
 
 export interface RunDependencies {
-  readonly driver: DockerDriver;
-  readonly cgroups: CgroupReader;
+  readonly driver: SandboxDriver;
   readonly options: ExecutorOptions;
   readonly instance: ExecutorInstance;
   /** Called with a container that could not be removed, so it can be removed once Docker answers again. */
@@ -50,7 +48,7 @@ export async function* runInContainer(
   const logger = context.logger.child({ run_id: runId, runtime: plan.runtime.id });
   const nonce = newNonce();
 
-  let sandbox: DockerSandbox | undefined;
+  let sandbox: Sandbox | undefined;
   let monitor: RunMonitor | undefined;
   let exited: executorV1.RunExited | undefined;
   let failure: unknown;
@@ -67,7 +65,7 @@ export async function* runInContainer(
       nanoCpus: deps.options.sandboxNanoCpus,
     });
     const stream = await sandbox.attach();
-    monitor = new RunMonitor(plan, sandbox, stream, deps.cgroups, {
+    monitor = new RunMonitor(plan, sandbox, stream, deps.driver, {
       nonce,
       compileWallTimeMs: deps.options.compileWallTimeMs,
       excerptBytes: deps.options.auditOutputBytes,
@@ -84,7 +82,8 @@ export async function* runInContainer(
         runId,
         runtime: plan.runtime.id,
         image: { tag: context.image.tag, digest: context.image.id },
-        isolation: `docker/${deps.options.dockerRuntime}`,
+        isolation: deps.driver.isolation,
+        missingProtections: [...deps.driver.missingProtections],
         queuedMs: context.queuedMs,
         startPath: StartPath.START_PATH_COLD,
         limits: plan.limits,
@@ -172,7 +171,7 @@ function lostEngineEvent(monitor: RunMonitor): executorV1.RunExited {
   );
 }
 
-async function inspectQuietly(sandbox: DockerSandbox): Promise<ContainerExit | undefined> {
+async function inspectQuietly(sandbox: Sandbox): Promise<ContainerExit | undefined> {
   try {
     return await sandbox.inspectExit();
   } catch {

@@ -167,6 +167,11 @@ export const executorConfigSpec = {
     pattern: /^\/\S+$/,
     allowed: 'an absolute path to a Unix socket',
   }),
+  sandboxDriver: enumVar('CORDON_SANDBOX_DRIVER', ['auto', 'docker', 'process'], {
+    description:
+      'docker, process (bubblewrap), or auto: Docker when its engine answers at start-up, else bubblewrap.',
+    default: 'auto',
+  }),
   dockerRuntime: enumVar('CORDON_DOCKER_RUNTIME', ['runc', 'runsc'], {
     description: 'OCI runtime of every sandbox: runc, or runsc for gVisor.',
     default: 'runc',
@@ -263,6 +268,7 @@ export interface ExecutorOptions {
   readonly defaults: RunLimits;
   readonly maxima: RunLimits;
   readonly dockerSocket: string;
+  readonly sandboxDriver: 'auto' | 'docker' | 'process';
   readonly dockerRuntime: 'runc' | 'runsc';
   readonly sandboxNanoCpus: number;
   readonly compileWallTimeMs: number;
@@ -303,6 +309,7 @@ export function compileExecutorOptions(config: ExecutorConfig): ExecutorOptions 
     defaults,
     maxima,
     dockerSocket: config.dockerSocket,
+    sandboxDriver: config.sandboxDriver,
     dockerRuntime: config.dockerRuntime,
     sandboxNanoCpus: config.sandboxCpus * 1_000_000,
     compileWallTimeMs: config.compileWallTimeMs,

@@ -14,15 +14,14 @@ import type { Metadata } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { AuditSpool } from './audit-spool.js';
 import { AuditTrail } from './audit-trail.js';
-import { CgroupReader } from './cgroup-usage.js';
+import type { SandboxDriver } from './drivers/sandbox.js';
 import { runInContainer } from './container-run.js';
-import { DockerDriver } from './drivers/docker.js';
 import type { ExecutorOptions } from './executor-options.js';
-import { resolveRuntimeImage, type RuntimeImage } from './images.js';
 import { planRun, unknownRuntime } from './run-request.js';
-import { currentInstance, reapOrphanedSandboxes, removeOwnSandboxes } from './reaper.js';
+import { currentInstance, removeOwnSandboxes } from './reaper.js';
+import { setUpSandboxes } from './sandbox-setup.js';
 import { RunSlots } from './run-slots.js';
-import { loadRuntimeCatalog, type RuntimeSpec } from './runtimes.js';
+import { loadRuntimeCatalog } from './runtimes.js';
 
 const tracer = trace.getTracer('cordon-executor');
 
@@ -55,47 +54,23 @@ const ENGINE_CHECK_INTERVAL_MS = 2000;
 
 export interface Executor {
   readonly registration: ServiceRegistration;
-  readonly driver: DockerDriver;
+  readonly driver: SandboxDriver;
   /** Reports NOT_SERVING through the server's health service while Docker does not answer. */
   watchEngine(server: RunningServer): void;
   /** Stops watching the engine and removes any container of this instance that is left. */
   close(): Promise<void>;
 }
 
-async function resolveImages(
-  driver: DockerDriver,
-  runtimes: ReadonlyMap<string, RuntimeSpec>,
-  logger: Logger,
-): Promise<Map<string, RuntimeImage>> {
-  const images = new Map<string, RuntimeImage>();
-  for (const runtime of runtimes.values()) {
-    const image = await resolveRuntimeImage(driver.docker, runtime);
-    images.set(runtime.id, image);
-    if (image.available) {
-      logger.info({ runtime: runtime.id, image: image.tag }, 'runtime ready');
-    } else {
-      logger.warn({ runtime: runtime.id, reason: image.reason }, 'runtime unavailable');
-    }
-  }
-  return images;
-}
-
 /** Builds the executor: loads the catalog, checks Docker and the images, and returns its gRPC service. */
 export async function createExecutor(options: ExecutorOptions, logger: Logger): Promise<Executor> {
   const runtimes = loadRuntimeCatalog(options.catalogPath);
-  const driver = new DockerDriver(options.dockerSocket);
-  try {
-    await driver.ping();
-  } catch (error) {
-    throw new Error(
-      `the Docker engine at ${options.dockerSocket} does not answer; start dockerd (scripts/setup-host does) or set CORDON_DOCKER_SOCKET`,
-      { cause: error },
-    );
-  }
-  const cgroups = new CgroupReader({ ...(await driver.cgroupInfo()), root: '/sys/fs/cgroup' });
   const instance = currentInstance(options.instanceId);
-  await reapOrphanedSandboxes(driver.docker, instance, logger);
-  const images = await resolveImages(driver, runtimes, logger);
+  const { driver, docker, images, languageVersions } = await setUpSandboxes(
+    options,
+    runtimes,
+    instance,
+    logger,
+  );
   const slots = new RunSlots({
     capacity: options.maxConcurrentRuns,
     maxQueued: options.maxQueuedRuns,
@@ -113,7 +88,6 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   const pendingRemovals = new Set<string>();
   const deps = {
     driver,
-    cgroups,
     options,
     instance,
     onRemoveFailed: (id: string) => pendingRemovals.add(id),
@@ -142,7 +116,7 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
     const queuedAt = performance.now();
     const release = await inSpan('run.queue', () => slots.acquire(context.signal));
     try {
-      const isolation = `docker/${options.dockerRuntime}`;
+      const { isolation } = driver;
       await inSpan('audit.execution_started', async () => {
         await trail?.recordStart(plan, {
           runId,
@@ -176,14 +150,19 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   function listRuntimes(): Promise<executorV1.ListRuntimesResponse> {
     return Promise.resolve(
       executorV1.ListRuntimesResponse.fromPartial({
+        isolation: driver.isolation,
+        missingProtections: [...driver.missingProtections],
         runtimes: [...runtimes.values()].map((runtime) => {
           const image = images.get(runtime.id);
           return {
             id: runtime.id,
             displayName: runtime.displayName,
             language: runtime.language,
-            languageVersion: runtime.languageVersion,
-            image: image?.available === true ? { tag: image.tag, digest: image.id } : undefined,
+            languageVersion: languageVersions.get(runtime.id) ?? runtime.languageVersion,
+            image:
+              image?.available === true && docker !== undefined
+                ? { tag: image.tag, digest: image.id }
+                : undefined,
             extensions: [...runtime.extensions],
             compiled: runtime.compile !== null,
             entrypointRule: runtime.entrypoint,
@@ -195,9 +174,11 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   }
 
   function watchEngine(server: RunningServer): void {
+    if (docker === undefined) return;
+    const engine = docker;
     let answering = true;
     engineTimer = setInterval(() => {
-      driver.ping().then(
+      engine.ping().then(
         () => {
           if (!answering && server.state === 'serving') {
             logger.info('the Docker engine answers again; serving');
@@ -220,7 +201,7 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   async function retryRemovals(): Promise<void> {
     for (const id of pendingRemovals) {
       pendingRemovals.delete(id);
-      await driver.docker
+      await docker?.docker
         .getContainer(id)
         .remove({ force: true, v: true })
         .then(
@@ -239,7 +220,8 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   async function close(): Promise<void> {
     clearInterval(engineTimer);
     trail?.close();
-    await removeOwnSandboxes(driver.docker, instance, logger).catch((error: unknown) => {
+    if (docker === undefined) return;
+    await removeOwnSandboxes(docker.docker, instance, logger).catch((error: unknown) => {
       logger.error({ err: error }, 'could not list sandboxes at shutdown');
     });
   }

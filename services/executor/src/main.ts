@@ -10,7 +10,8 @@ await runService({
     const executor = await createExecutor(options, logger);
     logger.info(
       {
-        isolation: `docker/${options.dockerRuntime}`,
+        isolation: executor.driver.isolation,
+        missing_protections: executor.driver.missingProtections,
         executor_id: options.instanceId,
         max_concurrent_runs: options.maxConcurrentRuns,
       },

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { executorV1 } from '@cordon/proto';
-import type { CgroupReader, CgroupUsage } from './cgroup-usage.js';
-import type { DockerSandbox } from './drivers/docker.js';
+import type { CgroupUsage } from './cgroup-usage.js';
+import type { Sandbox, SandboxDriver } from './drivers/sandbox.js';
 import { DockerStreamDemuxer, MarkerFilter, STDOUT, type MarkerKind } from './output-demux.js';
 
 type StreamName = 'stdout' | 'stderr';
@@ -81,9 +81,9 @@ export class RunMonitor {
 
   constructor(
     private readonly plan: RunPlan,
-    private readonly sandbox: DockerSandbox,
+    private readonly sandbox: Sandbox,
     private readonly stream: Duplex,
-    private readonly cgroups: CgroupReader,
+    private readonly driver: SandboxDriver,
     private readonly options: RunMonitorOptions,
   ) {
     this.filters = {
@@ -172,7 +172,7 @@ export class RunMonitor {
     this.clearTimers();
     this.stream.resume();
     try {
-      this.observation.usage = await this.cgroups.read(this.sandbox.id);
+      this.observation.usage = await this.driver.readUsage(this.sandbox.id);
     } catch {
       // The cgroup is gone when the container already stopped; usage stays unknown.
     }
@@ -207,7 +207,7 @@ export class RunMonitor {
     if (this.stopping !== undefined || this.observation.phase !== RunPhase.RUN_PHASE_RUN) return;
     let usage: CgroupUsage;
     try {
-      usage = await this.cgroups.read(this.sandbox.id);
+      usage = await this.driver.readUsage(this.sandbox.id);
     } catch {
       return;
     }
@@ -258,7 +258,7 @@ export class RunMonitor {
     this.observation.phase = RunPhase.RUN_PHASE_RUN;
     this.observation.runStartedAt = performance.now();
     this.armWallTimer(this.plan.limits.wallTimeMs);
-    this.cgroups.read(this.sandbox.id).then(
+    this.driver.readUsage(this.sandbox.id).then(
       (usage) => (this.observation.cpuAtRunStartMs = usage.cpuTimeMs),
       () => undefined,
     );

@@ -24,6 +24,8 @@ export interface RuntimeSpec {
    * OOM killer enforces memory.
    */
   readonly outOfMemoryMessage: string | null;
+  /** Command that prints the runtime's exact version. */
+  readonly versionCommand: readonly string[];
 }
 
 function isStringArray(value: unknown): value is string[] {
@@ -46,6 +48,7 @@ function parseRuntime(value: unknown, index: number): RuntimeSpec {
   }
   if (entry['compile'] !== null && !isStringArray(entry['compile'])) throw problem('compile');
   if (!isStringArray(entry['run']) || entry['run'].length === 0) throw problem('run');
+  if (!isStringArray(entry['versionCommand'])) throw problem('versionCommand');
   const outOfMemoryMessage = entry['outOfMemoryMessage'] ?? null;
   if (outOfMemoryMessage !== null && typeof outOfMemoryMessage !== 'string') {
     throw problem('outOfMemoryMessage');
@@ -62,6 +65,7 @@ function parseRuntime(value: unknown, index: number): RuntimeSpec {
     compile: entry['compile'],
     run: entry['run'],
     outOfMemoryMessage,
+    versionCommand: entry['versionCommand'],
   };
 }
 

@@ -38,3 +38,20 @@ describe('executor configuration', () => {
     expect(executor.stderr()).toBe(`${message}\n`);
   });
 });
+
+describe('sandbox availability', () => {
+  it('refuses to start when neither Docker nor bubblewrap can run a sandbox', async () => {
+    const executor = startServiceProcess(MAIN, [], {
+      CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
+      CORDON_DOCKER_SOCKET: '/nonexistent/docker.sock',
+      // Without a PATH that holds setpriv and bwrap, bubblewrap cannot run either.
+      PATH: '/nonexistent',
+    });
+
+    expect(await executor.exited).toEqual({ code: 1, signal: null });
+    const fatal = executor.logs.find((line) => line.msg === 'service failed to start');
+    expect((fatal?.['err'] as { message: string }).message).toMatch(
+      /^no sandbox is available: the Docker engine at \/nonexistent\/docker\.sock does not answer and bubblewrap cannot run \(.+\); install and start Docker \(apt-get install docker\.io\) or install bubblewrap \(apt-get install bubblewrap\)$/,
+    );
+  });
+});

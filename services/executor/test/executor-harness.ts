@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -16,6 +17,14 @@ const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 /** OCI runtime the suites run under: runc, or runsc when CORDON_TEST_DOCKER_RUNTIME says so. */
 export const TEST_RUNTIME =
   process.env['CORDON_TEST_DOCKER_RUNTIME'] === 'runsc' ? 'runsc' : 'runc';
+
+/** Sandbox driver the suites run under: docker, or process (bubblewrap) when CORDON_TEST_SANDBOX_DRIVER says so. */
+export const TEST_DRIVER =
+  process.env['CORDON_TEST_SANDBOX_DRIVER'] === 'process' ? 'process' : 'docker';
+
+/** The isolation RunStarted reports under the suite's driver and runtime. */
+export const TEST_ISOLATION =
+  TEST_DRIVER === 'process' ? 'process/bubblewrap' : `docker/${TEST_RUNTIME}`;
 
 export interface RunResult {
   started: executorV1.RunStarted | undefined;
@@ -48,6 +57,7 @@ export async function startExecutor(env: Record<string, string> = {}): Promise<E
     CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
     CORDON_EXECUTOR_ID: executorId,
     CORDON_DOCKER_RUNTIME: TEST_RUNTIME,
+    CORDON_SANDBOX_DRIVER: TEST_DRIVER,
     CORDON_EXECUTOR_AUDIT: 'off',
     ...env,
   });
@@ -60,6 +70,15 @@ export async function startExecutor(env: Record<string, string> = {}): Promise<E
   );
 
   const containers = (): string[] => {
+    if (TEST_DRIVER === 'process') {
+      // The process driver's analogue of a container is a run's cgroup; every suite shares the parent.
+      const parent = '/sys/fs/cgroup/pids/cordon';
+      return existsSync(parent)
+        ? readdirSync(parent, { withFileTypes: true })
+            .filter((entry) => entry.isDirectory())
+            .map((entry) => entry.name)
+        : [];
+    }
     const output = execFileSync(
       'docker',
       ['ps', '-aq', '--filter', `label=cordon.executor-id=${executorId}`],

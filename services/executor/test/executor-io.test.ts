@@ -1,11 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { executorV1 } from '@cordon/proto';
 import {
   containersCreatedSince,
   python,
   RunStatus,
   startExecutor,
+  TEST_DRIVER,
+  TEST_ISOLATION,
   TEST_RUNTIME,
   type ExecutorUnderTest,
 } from './executor-harness.js';
@@ -294,6 +297,21 @@ describe('bad requests', () => {
     expect(containersCreatedSince(executor.executorId, since)).toBe(0);
   });
 
+  it('lists its isolation and the protections it lacks', async () => {
+    const response = await new Promise<executorV1.ListRuntimesResponse>((resolve, reject) => {
+      executor.client.listRuntimes({}, (error, value) =>
+        error === null ? resolve(value) : reject(error),
+      );
+    });
+
+    expect(response.isolation).toBe(TEST_ISOLATION);
+    if (TEST_DRIVER === 'process') {
+      expect(response.missingProtections).toContain('no seccomp system-call filter');
+    } else {
+      expect(response.missingProtections).toEqual([]);
+    }
+  });
+
   it('reports the effective limits in the started event', async () => {
     const result = await executor.run(
       python('print(1)', { limits: { memoryBytes: 128 * 1024 ** 2 } }),
@@ -309,9 +327,14 @@ describe('bad requests', () => {
       maxOpenFiles: 256,
       maxFileBytes: 64 * 1024 ** 2,
     });
-    expect(result.started?.isolation).toBe(`docker/${TEST_RUNTIME}`);
-    expect(result.started?.image?.tag).toMatch(/^cordon-sandbox-python:[0-9a-f]{12}$/);
-    expect(result.started?.image?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(result.started?.isolation).toBe(TEST_ISOLATION);
+    if (TEST_DRIVER === 'process') {
+      // Bubblewrap runs the host's runtimes, so there is no image.
+      expect(result.started?.image).toEqual({ tag: 'host', digest: '' });
+    } else {
+      expect(result.started?.image?.tag).toMatch(/^cordon-sandbox-python:[0-9a-f]{12}$/);
+      expect(result.started?.image?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    }
     expect(result.started?.traceId).toMatch(/^[0-9a-f]{32}$/);
   });
 });

@@ -1,8 +1,8 @@
 import Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
 import { SANDBOX_UID } from '../launcher.js';
-import type { RunLimits } from '../executor-options.js';
-import type { ExecutorInstance } from '../reaper.js';
+import type { CgroupReader, CgroupUsage } from '../cgroup-usage.js';
+import type { ContainerExit, Sandbox, SandboxDriver, SandboxSpec } from './sandbox.js';
 
 /** Labels on every sandbox container, so a restarted executor or a test can find them. */
 export const RUN_ID_LABEL = 'cordon.run-id';
@@ -24,23 +24,7 @@ export const LAUNCHER_PROCESSES = 2;
  */
 export const RUNSC_SANDBOX_THREADS = 512;
 
-export interface SandboxSpec {
-  readonly runId: string;
-  readonly executor: ExecutorInstance;
-  /** Image id (sha256:…), so a retagged image cannot change a run that already chose it. */
-  readonly imageId: string;
-  readonly script: string;
-  readonly env: readonly string[];
-  readonly limits: RunLimits;
-  readonly runtime: 'runc' | 'runsc';
-  readonly nanoCpus: number;
-}
-
-/** What Docker reported about a container that has stopped. */
-export interface ContainerExit {
-  readonly exitCode: number;
-  readonly oomKilled: boolean;
-}
+export type { ContainerExit, SandboxSpec } from './sandbox.js';
 
 function isMissing(error: unknown): boolean {
   const statusCode = (error as { statusCode?: number }).statusCode;
@@ -48,7 +32,7 @@ function isMissing(error: unknown): boolean {
 }
 
 /** One sandbox container, from creation to removal. */
-export class DockerSandbox {
+export class DockerSandbox implements Sandbox {
   constructor(
     private readonly container: Docker.Container,
     readonly id: string,
@@ -155,11 +139,32 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
 }
 
 /** The Docker engine, reached through its Unix socket. */
-export class DockerDriver {
+export class DockerDriver implements SandboxDriver {
   readonly docker: Docker;
+  readonly missingProtections: readonly string[] = [];
+  private cgroups: CgroupReader | undefined;
 
-  constructor(socketPath: string) {
+  constructor(
+    socketPath: string,
+    readonly runtime: 'runc' | 'runsc',
+  ) {
     this.docker = new Docker({ socketPath });
+  }
+
+  get isolation(): string {
+    return `docker/${this.runtime}`;
+  }
+
+  /** Sets the reader of container cgroups, once the engine has said how it lays them out. */
+  useCgroups(reader: CgroupReader): void {
+    this.cgroups = reader;
+  }
+
+  readUsage(sandboxId: string): Promise<CgroupUsage> {
+    if (this.cgroups === undefined) {
+      return Promise.reject(new Error('container cgroups are not known yet'));
+    }
+    return this.cgroups.read(sandboxId);
   }
 
   async ping(): Promise<void> {

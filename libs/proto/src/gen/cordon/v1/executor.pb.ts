@@ -338,6 +338,13 @@ export interface ListRuntimesRequest {}
 
 export interface ListRuntimesResponse {
   runtimes: Runtime[];
+  /**
+   * The isolation every run of this executor gets, e.g. "docker/runc" or
+   * "process/bubblewrap".
+   */
+  isolation: string;
+  /** Protections of the Docker baseline that this executor's isolation lacks. */
+  missingProtections: string[];
 }
 
 export interface Runtime {
@@ -1893,13 +1900,19 @@ export const ListRuntimesRequest: MessageFns<ListRuntimesRequest> = {
 };
 
 function createBaseListRuntimesResponse(): ListRuntimesResponse {
-  return { runtimes: [] };
+  return { runtimes: [], isolation: '', missingProtections: [] };
 }
 
 export const ListRuntimesResponse: MessageFns<ListRuntimesResponse> = {
   encode(message: ListRuntimesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.runtimes) {
       Runtime.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.isolation !== '') {
+      writer.uint32(18).string(message.isolation);
+    }
+    for (const v of message.missingProtections) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -1925,6 +1938,22 @@ export const ListRuntimesResponse: MessageFns<ListRuntimesResponse> = {
             message.runtimes.push(Runtime.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.isolation = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.missingProtections.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1942,6 +1971,12 @@ export const ListRuntimesResponse: MessageFns<ListRuntimesResponse> = {
       runtimes: globalThis.Array.isArray(object?.runtimes)
         ? object.runtimes.map((e: any) => Runtime.fromJSON(e))
         : [],
+      isolation: isSet(object.isolation) ? globalThis.String(object.isolation) : '',
+      missingProtections: globalThis.Array.isArray(object?.missingProtections)
+        ? object.missingProtections.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.missing_protections)
+          ? object.missing_protections.map((e: any) => globalThis.String(e))
+          : [],
     };
   },
 
@@ -1949,6 +1984,12 @@ export const ListRuntimesResponse: MessageFns<ListRuntimesResponse> = {
     const obj: any = {};
     if (message.runtimes?.length) {
       obj.runtimes = message.runtimes.map((e) => Runtime.toJSON(e));
+    }
+    if (message.isolation !== '') {
+      obj.isolation = message.isolation;
+    }
+    if (message.missingProtections?.length) {
+      obj.missingProtections = message.missingProtections;
     }
     return obj;
   },
@@ -1961,6 +2002,8 @@ export const ListRuntimesResponse: MessageFns<ListRuntimesResponse> = {
   ): ListRuntimesResponse {
     const message = createBaseListRuntimesResponse();
     message.runtimes = object.runtimes?.map((e) => Runtime.fromPartial(e)) || [];
+    message.isolation = object.isolation ?? '';
+    message.missingProtections = object.missingProtections?.map((e) => e) || [];
     return message;
   },
 };
