@@ -1,5 +1,5 @@
 // Starts every built Cordon service as its own process on loopback, waits
-// until each answers its health check, prints how to reach it, and stops
+// until each passes its health check, prints how to reach it, and stops
 // them all on Ctrl-C or SIGTERM.
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';

@@ -66,7 +66,7 @@ export function findUnreachableCause(error: unknown): string | undefined {
   return undefined;
 }
 
-/** What the server sends for an error, and whether it was expected. */
+/** Status the server sends for an error, and whether the error was expected. */
 export interface BoundaryStatus {
   status: Partial<StatusObject> & { code: status; details: string };
   /** False for errors the service did not anticipate; those are logged at error with their stack. */
@@ -75,9 +75,9 @@ export interface BoundaryStatus {
 
 /**
  * Maps any error thrown by a handler to the status the client receives.
- * Only a CordonError's own message leaves the server; everything else
+ * Only a CordonError's own message leaves the server. Everything else
  * becomes a generic INTERNAL (or UNAVAILABLE when a dependency is down),
- * because a sandbox failure's message can hold host paths or secrets.
+ * because a sandbox failure's message can contain host paths or secrets.
  */
 export function toBoundaryStatus(error: unknown, traceId: string | undefined): BoundaryStatus {
   if (error instanceof CordonError) {

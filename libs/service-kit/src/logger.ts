@@ -43,7 +43,7 @@ export const REDACTED_PATHS: readonly string[] = [
 export interface LoggerOptions {
   service: string;
   level: LevelWithSilent;
-  /** Where lines go; standard output when unset. */
+  /** Destination of the lines, standard output when unset. */
   destination?: DestinationStream;
 }
 

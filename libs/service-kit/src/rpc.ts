@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { CordonError, toBoundaryStatus, type BoundaryStatus } from './errors.js';
 import { activeTraceId } from './telemetry.js';
 
-/** What a handler gets besides the request. */
+/** Context a handler gets besides the request. */
 export interface CallContext {
   /** Full method name, e.g. "cordon.v1.ExecutorService/Execute". */
   readonly method: string;

@@ -161,7 +161,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
     }
 
-    // Aborted calls answer with a status and then their connections close
+    // Aborted calls send a status and then their connections close
     // by themselves; forcing them at once could cut that status off.
     if (!(await waitOrTimeout(closed, CANCEL_GRACE_MS))) {
       logger.warn({ in_flight: tracker.size }, 'connections still open at shutdown; closing them');

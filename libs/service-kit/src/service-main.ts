@@ -16,7 +16,7 @@ export interface ServiceContext<S extends ConfigSpec> {
   readonly logger: Logger;
 }
 
-/** What a service's factory returns: its gRPC services and how to release its resources. */
+/** Result of a service's factory: its gRPC services and how to release its resources. */
 export interface ServiceInstance {
   readonly services: readonly ServiceRegistration[];
   /** Called once the server listens, e.g. to report health from a dependency check. */

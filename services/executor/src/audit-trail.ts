@@ -130,7 +130,7 @@ export class AuditTrail {
     }
   }
 
-  /** Appends execution.finished, or spools it durably when the audit service does not answer. */
+  /** Appends execution.finished, or spools it durably when the audit service does not respond. */
   async recordFinish(
     runId: string,
     agentId: string,

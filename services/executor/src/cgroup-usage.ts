@@ -14,7 +14,7 @@ export interface CgroupLayout {
   readonly version: 1 | 2;
   /** "cgroupfs" or "systemd", as `docker info` reports CgroupDriver. */
   readonly driver: string;
-  /** Root of the cgroup file system as this process sees it. */
+  /** Root of the cgroup file system, as mounted for this process. */
   readonly root: string;
 }
 

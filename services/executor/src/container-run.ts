@@ -15,7 +15,7 @@ export interface RunDependencies {
   readonly driver: SandboxDriver;
   readonly options: ExecutorOptions;
   readonly instance: ExecutorInstance;
-  /** Called with a container that could not be removed, so it can be removed once Docker answers again. */
+  /** Called with a container that could not be removed, so it can be removed once Docker responds again. */
   readonly onRemoveFailed: (containerId: string) => void;
 }
 

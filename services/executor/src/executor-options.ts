@@ -169,7 +169,7 @@ export const executorConfigSpec = {
   }),
   sandboxDriver: enumVar('CORDON_SANDBOX_DRIVER', ['auto', 'docker', 'process'], {
     description:
-      'docker, process (bubblewrap), or auto: Docker when its engine answers at start-up, else bubblewrap.',
+      'docker, process (bubblewrap), or auto: Docker when its engine responds at start-up, else bubblewrap.',
     default: 'auto',
   }),
   dockerRuntime: enumVar('CORDON_DOCKER_RUNTIME', ['runc', 'runsc'], {

@@ -49,13 +49,13 @@ function callerAgentId(metadata: Metadata): string {
   return typeof value === 'string' && value !== '' ? value.slice(0, 256) : 'anonymous';
 }
 
-/** How often the executor checks that the Docker engine answers, for its health status. */
+/** How often the executor checks that the Docker engine responds, for its health status. */
 const ENGINE_CHECK_INTERVAL_MS = 2000;
 
 export interface Executor {
   readonly registration: ServiceRegistration;
   readonly driver: SandboxDriver;
-  /** Reports NOT_SERVING through the server's health service while Docker does not answer. */
+  /** Reports NOT_SERVING through the server's health service while Docker does not respond. */
   watchEngine(server: RunningServer): void;
   /** Stops watching the engine and removes any container of this instance that is left. */
   close(): Promise<void>;
@@ -176,23 +176,23 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   function watchEngine(server: RunningServer): void {
     if (docker === undefined) return;
     const engine = docker;
-    let answering = true;
+    let responding = true;
     engineTimer = setInterval(() => {
       engine.ping().then(
         () => {
-          if (!answering && server.state === 'serving') {
-            logger.info('the Docker engine answers again; serving');
+          if (!responding && server.state === 'serving') {
+            logger.info('the Docker engine responds again; serving');
             server.setServing(true);
           }
-          answering = true;
+          responding = true;
           void retryRemovals();
         },
         (error: unknown) => {
-          if (answering && server.state === 'serving') {
-            logger.error({ err: error }, 'the Docker engine does not answer; not serving');
+          if (responding && server.state === 'serving') {
+            logger.error({ err: error }, 'the Docker engine does not respond; not serving');
             server.setServing(false);
           }
-          answering = false;
+          responding = false;
         },
       );
     }, ENGINE_CHECK_INTERVAL_MS);

@@ -22,7 +22,7 @@ function commandLine(argv: readonly string[]): string {
  * "<nonce> compiled|exited <status>" to stdout and stderr, then sleeps so the container's
  * cgroup, and with it the usage counters, stays until the executor has read
  * them. The nonce travels only on stdin and lives in the shell's memory, so
- * the program cannot print a marker that the executor would believe; even if
+ * the program cannot print a marker that the executor would believe. Even if
  * it did, it could only report a status of its own making.
  */
 export function launcherScript(plan: RunPlan): string {
@@ -56,7 +56,7 @@ export function launcherScript(plan: RunPlan): string {
   return lines.join('\n');
 }
 
-/** A fresh 128-bit nonce for one run's phase markers. */
+/** Returns a fresh 128-bit nonce for one run's phase markers. */
 export function newNonce(): string {
   return randomBytes(16).toString('hex');
 }

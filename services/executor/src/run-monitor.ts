@@ -22,13 +22,13 @@ export interface OutputItem {
   readonly data: Buffer;
 }
 
-/** Why the monitor stopped the program, when it did. */
+/** Reason the monitor stopped the program, when it did. */
 export interface Ending {
   readonly status: executorV1.RunStatus;
   readonly message: string;
 }
 
-/** What the monitor saw of one run, for the outcome. */
+/** Observations of one run that decide its outcome. */
 export interface RunObservation {
   ending: Ending | undefined;
   marker: { kind: MarkerKind; status: number } | undefined;
@@ -41,7 +41,7 @@ export interface RunObservation {
   stderrBytes: number;
   outputTruncated: boolean;
   stderrTail: Buffer;
-  /** Set when the kill failed, which means Docker no longer answers for this container. */
+  /** Set when the kill failed, which means Docker no longer responds for this container. */
   killError: unknown;
   /** The first bytes of each stream, kept for the audit log. */
   stdoutHead: Buffer;
@@ -60,8 +60,9 @@ export interface RunMonitorOptions {
  * Watches one running sandbox: reads its attach stream, enforces the wall,
  * CPU and output limits, and queues output for the client. Limits are
  * enforced here, not where the client reads, so a slow client never delays
- * a kill. Once a kill starts the stream is read to its end, because a
- * container killed while nobody reads its attach stream can wedge Docker.
+ * a kill. Once a kill starts the stream is read to its end, because killing
+ * a container whose attach stream has no reader can wedge Docker (seen with
+ * Docker 20.10: kill, inspect and rm hung until a reader came back).
  */
 export class RunMonitor {
   readonly observation: RunObservation;

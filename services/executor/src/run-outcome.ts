@@ -94,7 +94,7 @@ export function decideOutcome(
   return { status: RunStatus.RUN_STATUS_OK, exitCode: 0, message: 'exited with status 0' };
 }
 
-/** The RunExited event for an observation. */
+/** Builds the RunExited event of an observation. */
 export function exitedEvent(
   plan: RunPlan,
   observation: RunObservation,

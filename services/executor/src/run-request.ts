@@ -18,7 +18,7 @@ export interface RunPlan {
   readonly compileArgv: readonly string[] | null;
   readonly runArgv: readonly string[];
   readonly stdin: Buffer;
-  /** KEY=value pairs the program sees, besides the image's own environment. */
+  /** KEY=value pairs the program gets, besides the image's own environment. */
   readonly env: readonly string[];
   readonly limits: RunLimits;
   readonly clientRequestId: string;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 
-/** How a runtime chooses the program to run among the submitted files. */
+/** Rule by which a runtime picks the program to run among the submitted files. */
 export type EntrypointRule = 'file' | 'public-class';
 
 /** One entry of sandbox-images/catalog.json, the single source of runtime facts. */
@@ -20,8 +20,8 @@ export interface RuntimeSpec {
   readonly run: readonly string[];
   /**
    * Text the runtime prints on stderr when its own heap limit stops the
-   * program, such as Java's OutOfMemoryError; null when only the kernel's
-   * OOM killer enforces memory.
+   * program, such as Java's OutOfMemoryError. It is null when only the
+   * kernel's OOM killer enforces memory.
    */
   readonly outOfMemoryMessage: string | null;
   /** Command that prints the runtime's exact version. */

@@ -92,7 +92,7 @@ function setUpProcesses(
 }
 
 /**
- * Chooses how runs are isolated: Docker when its engine answers, else
+ * Chooses how runs are isolated: Docker when its engine responds, else
  * bubblewrap, and refuses to start when neither can run a sandbox.
  * CORDON_SANDBOX_DRIVER forces one of them.
  */
@@ -108,20 +108,20 @@ export async function setUpSandboxes(
     if (dockerError === undefined) return setUpDocker(docker, runtimes, instance, logger);
     if (options.sandboxDriver === 'docker') {
       throw new Error(
-        `the Docker engine at ${options.dockerSocket} does not answer; start dockerd (scripts/setup-host does) or set CORDON_DOCKER_SOCKET`,
+        `the Docker engine at ${options.dockerSocket} does not respond; start dockerd (scripts/setup-host does) or set CORDON_DOCKER_SOCKET`,
         { cause: dockerError },
       );
     }
     logger.warn(
       { socket: options.dockerSocket },
-      'the Docker engine does not answer; trying bubblewrap',
+      'the Docker engine does not respond; trying bubblewrap',
     );
   }
 
   const problem = ProcessDriver.probe();
   if (problem !== undefined) {
     throw new Error(
-      `no sandbox is available: the Docker engine at ${options.dockerSocket} does not answer and bubblewrap cannot run (${problem}); install and start Docker (apt-get install docker.io) or install bubblewrap (apt-get install bubblewrap)`,
+      `no sandbox is available: the Docker engine at ${options.dockerSocket} does not respond and bubblewrap cannot run (${problem}); install and start Docker (apt-get install docker.io) or install bubblewrap (apt-get install bubblewrap)`,
     );
   }
   const driver = new ProcessDriver();

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 
 /**
  * A Unix socket that forwards to the real Docker socket. Stopping it drops
- * every connection and refuses new ones, which is what an executor sees
- * when the engine goes away, without disturbing the real engine.
+ * every connection and refuses new ones, as an executor experiences an
+ * engine that goes away, without disturbing the real engine.
  */
 export class DockerProxy {
   readonly folder = mkdtempSync(join(tmpdir(), 'cordon-docker-proxy-'));

@@ -44,14 +44,14 @@ describe('sandbox availability', () => {
     const executor = startServiceProcess(MAIN, [], {
       CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
       CORDON_DOCKER_SOCKET: '/nonexistent/docker.sock',
-      // Without a PATH that holds setpriv and bwrap, bubblewrap cannot run either.
+      // Without setpriv and bwrap on the PATH, bubblewrap cannot run either.
       PATH: '/nonexistent',
     });
 
     expect(await executor.exited).toEqual({ code: 1, signal: null });
     const fatal = executor.logs.find((line) => line.msg === 'service failed to start');
     expect((fatal?.['err'] as { message: string }).message).toMatch(
-      /^no sandbox is available: the Docker engine at \/nonexistent\/docker\.sock does not answer and bubblewrap cannot run \(.+\); install and start Docker \(apt-get install docker\.io\) or install bubblewrap \(apt-get install bubblewrap\)$/,
+      /^no sandbox is available: the Docker engine at \/nonexistent\/docker\.sock does not respond and bubblewrap cannot run \(.+\); install and start Docker \(apt-get install docker\.io\) or install bubblewrap \(apt-get install bubblewrap\)$/,
     );
   });
 });

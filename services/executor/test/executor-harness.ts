@@ -14,11 +14,11 @@ export const { RunStatus, RunPhase, OutputStream } = executorV1;
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
-/** OCI runtime the suites run under: runc, or runsc when CORDON_TEST_DOCKER_RUNTIME says so. */
+/** OCI runtime the suites run under: runc, or runsc when CORDON_TEST_DOCKER_RUNTIME is runsc. */
 export const TEST_RUNTIME =
   process.env['CORDON_TEST_DOCKER_RUNTIME'] === 'runsc' ? 'runsc' : 'runc';
 
-/** Sandbox driver the suites run under: docker, or process (bubblewrap) when CORDON_TEST_SANDBOX_DRIVER says so. */
+/** Sandbox driver the suites run under: docker, or bubblewrap when CORDON_TEST_SANDBOX_DRIVER is process. */
 export const TEST_DRIVER =
   process.env['CORDON_TEST_SANDBOX_DRIVER'] === 'process' ? 'process' : 'docker';
 
@@ -179,7 +179,7 @@ export function runProgram(
   });
 }
 
-/** A single Python file as a request. */
+/** Builds a request that runs one Python file. */
 export function python(
   code: string,
   extra: Partial<executorV1.ExecuteRequest> = {},

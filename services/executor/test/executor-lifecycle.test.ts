@@ -97,7 +97,7 @@ describe('client cancel', () => {
 });
 
 describe('graceful shutdown', () => {
-  it('finishes short runs, cancels long ones at the drain deadline and exits 0 with nothing left', async () => {
+  it('drains, cancels past the deadline, exits 0', async () => {
     const executor = await executorWith({ CORDON_SHUTDOWN_DRAIN_MS: '1500ms' });
     const short = executor.run(
       python('import time\ntime.sleep(0.8)\nprint("done")', { limits: { wallTimeMs: 5000 } }),
@@ -193,7 +193,7 @@ describe('concurrency', () => {
 });
 
 describe('Docker engine faults', () => {
-  it('reports NOT_SERVING while the engine is away and ends a run in flight INTERNAL_ERROR', async () => {
+  it('survives the engine going away', async () => {
     const proxy = new DockerProxy();
     proxies.push(proxy);
     await proxy.start();
@@ -213,7 +213,7 @@ describe('Docker engine faults', () => {
     await waitFor(
       () =>
         executor.process.logs.some(
-          (line) => line.msg === 'the Docker engine does not answer; not serving',
+          (line) => line.msg === 'the Docker engine does not respond; not serving',
         ),
       6000,
     );
@@ -222,7 +222,7 @@ describe('Docker engine faults', () => {
     await waitFor(
       () =>
         executor.process.logs.some(
-          (line) => line.msg === 'the Docker engine answers again; serving',
+          (line) => line.msg === 'the Docker engine responds again; serving',
         ),
       6000,
     );

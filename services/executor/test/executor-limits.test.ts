@@ -307,7 +307,7 @@ describe('output limit', () => {
 });
 
 describe('tmp and file limits', () => {
-  it('fails writes past tmp_bytes with ENOSPC, and the next run sees a clean /tmp', async () => {
+  it('fails /tmp writes past tmp_bytes with ENOSPC', async () => {
     const writer = await executor.run(
       python(
         'import errno, os\ntry:\n    with open("/tmp/fill", "wb") as f:\n        f.write(b"x" * (8 << 20))\nexcept OSError as e:\n    print(errno.errorcode[e.errno])',

@@ -79,7 +79,7 @@ export class DockerSandbox implements Sandbox {
   }
 }
 
-/** The isolation baseline of every run, as Docker create options. */
+/** Builds the Docker create options that give a run the isolation baseline. */
 export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateOptions {
   const { limits } = spec;
   const cpuSeconds = Math.ceil(limits.cpuTimeMs / 1000);

@@ -284,7 +284,7 @@ function removeGroup(group: string): void {
 }
 
 /**
- * Runs programs under bubblewrap when no Docker engine answers: user, pid,
+ * Runs programs under bubblewrap when no Docker engine responds: user, pid,
  * network, mount, IPC and UTS namespaces, the host's /usr read-only, tmpfs
  * /work and /tmp, rlimits, and cgroups for memory, pids and CPU where this
  * process may create them. It gives less than Docker; `missingProtections`

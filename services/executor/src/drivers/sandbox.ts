@@ -3,7 +3,7 @@ import type { CgroupUsage } from '../cgroup-usage.js';
 import type { RunLimits } from '../executor-options.js';
 import type { ExecutorInstance } from '../reaper.js';
 
-/** What the driver reported about a sandbox that has stopped. */
+/** Exit state the driver reported for a sandbox that has stopped. */
 export interface ContainerExit {
   readonly exitCode: number;
   readonly oomKilled: boolean;
