@@ -11,6 +11,7 @@ export default defineConfig({
     ],
     pool: 'forks',
     globalSetup: ['./test/support/leak-check.ts'],
+    setupFiles: ['./test/support/open-sockets.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ['default', './test/support/summary-reporter.ts'],

@@ -10,15 +10,15 @@ export default class SummaryReporter implements Reporter {
     let failed = 0;
     let skipped = 0;
     for (const testModule of testModules) {
+      let failedInModule = 0;
       for (const testCase of testModule.children.allTests()) {
         const state = testCase.result().state;
         if (state === 'passed') passed += 1;
-        else if (state === 'failed') failed += 1;
+        else if (state === 'failed') failedInModule += 1;
         else skipped += 1;
       }
-      if (testModule.state() === 'failed' && [...testModule.children.allTests()].length === 0) {
-        failed += 1;
-      }
+      // A file can fail outside its tests, in a hook or a leak check; that counts as one failure.
+      failed += testModule.state() === 'failed' ? Math.max(1, failedInModule) : failedInModule;
     }
     // Printed at exit so it comes after vitest's own summary, as the last line.
     process.once('exit', () => {
