@@ -12,6 +12,7 @@ import { executorV1 } from '@cordon/proto';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const SERVICES = [
   { name: 'audit', variable: 'CORDON_AUDIT_ADDRESS', address: '127.0.0.1:7104' },
+  { name: 'memory', variable: 'CORDON_MEMORY_ADDRESS', address: '127.0.0.1:7103' },
   { name: 'executor', variable: 'CORDON_EXECUTOR_ADDRESS', address: '127.0.0.1:7101' },
 ];
 
@@ -19,7 +20,12 @@ function startService({ name, variable, address }) {
   const main = `${root}services/${name}/dist/main.js`;
   const child = spawn(process.execPath, ['--import', '@cordon/service-kit/register', main], {
     cwd: root,
-    env: { ...process.env, [variable]: process.env[variable] ?? address },
+    env: {
+      ...process.env,
+      // Every service learns where the audit service is, so each appends to it.
+      CORDON_AUDIT_ADDRESS: process.env.CORDON_AUDIT_ADDRESS ?? '127.0.0.1:7104',
+      [variable]: process.env[variable] ?? address,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const ready = new Promise((resolve, reject) => {
