@@ -19,7 +19,50 @@ interface HealthClient extends Client {
     metadata: Metadata,
     options: { deadline: number },
     callback: (error: ServiceError | null, response: { status: string }) => void,
-  ): void;
+  ): { on(event: 'status', listener: (status: { metadata: Metadata }) => void): void };
+}
+
+/** Returns the health status of a server and the text entries of the check's trailing metadata. */
+export async function checkHealthDetails(
+  address: string,
+): Promise<{ status: string; trailers: Record<string, string> }> {
+  const Constructor = makeGenericClientConstructor(healthService, 'Health');
+  const client = new Constructor(address, credentials.createInsecure()) as unknown as HealthClient;
+  try {
+    return await new Promise((resolve, reject) => {
+      let healthStatus = '';
+      let trailers: Record<string, string> | undefined;
+      const settle = (): void => {
+        if (healthStatus !== '' && trailers !== undefined)
+          resolve({ status: healthStatus, trailers });
+      };
+      const call = client.check(
+        { service: '' },
+        new Metadata(),
+        { deadline: Date.now() + 5_000 },
+        (error, response) => {
+          if (error !== null) {
+            reject(error);
+            return;
+          }
+          healthStatus = response.status;
+          settle();
+        },
+      );
+      call.on('status', (callStatus) => {
+        const map = callStatus.metadata.getMap();
+        trailers = Object.fromEntries(
+          Object.entries(map).map(([key, value]) => [
+            key,
+            Buffer.isBuffer(value) ? value.toString() : value,
+          ]),
+        );
+        settle();
+      });
+    });
+  } finally {
+    client.close();
+  }
 }
 
 /** Returns the grpc.health.v1 status of a service ('' for the whole server). */

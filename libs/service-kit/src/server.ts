@@ -4,7 +4,15 @@ import {
   type PackageDefinition,
 } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { Server, ServerCredentials, status } from '@grpc/grpc-js';
+import {
+  Metadata,
+  ResponderBuilder,
+  Server,
+  ServerCredentials,
+  ServerInterceptingCall,
+  status,
+  type ServerInterceptor,
+} from '@grpc/grpc-js';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { descriptorSet } from '@cordon/proto';
@@ -40,6 +48,33 @@ export interface ServerOptions {
   keepaliveTimeoutMs: number;
   /** How long in-flight calls may run on after shutdown starts. Default 10 s. */
   shutdownDrainMs: number;
+  /**
+   * Facts every health check returns as trailing metadata, such as what a
+   * service's isolation lacks; grpc.health.v1 has no field for text.
+   * Keys are lower-case metadata names, values printable ASCII.
+   */
+  healthDetails?: Readonly<Record<string, string>>;
+}
+
+const HEALTH_METHOD_PREFIX = '/grpc.health.v1.Health/';
+
+/** Adds the health details to the trailers of every health check. */
+function healthDetailsInterceptor(details: Readonly<Record<string, string>>): ServerInterceptor {
+  return (method, call) => {
+    if (!method.path.startsWith(HEALTH_METHOD_PREFIX)) {
+      return new ServerInterceptingCall(call);
+    }
+    const responder = new ResponderBuilder()
+      .withSendStatus((statusObject, next) => {
+        const metadata = statusObject.metadata ?? new Metadata();
+        for (const [key, value] of Object.entries(details)) {
+          metadata.set(key, value);
+        }
+        next({ ...statusObject, metadata });
+      })
+      .build();
+    return new ServerInterceptingCall(call, responder);
+  };
 }
 
 /**
@@ -113,6 +148,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     'grpc.keepalive_time_ms': options.keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs,
     'grpc.keepalive_permit_without_calls': 1,
+    interceptors:
+      options.healthDetails === undefined ? [] : [healthDetailsInterceptor(options.healthDetails)],
   });
 
   const serviceNames = options.services.map((registration) =>

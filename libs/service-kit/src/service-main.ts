@@ -19,6 +19,8 @@ export interface ServiceContext<S extends ConfigSpec> {
 /** Result of a service's factory: its gRPC services and how to release its resources. */
 export interface ServiceInstance {
   readonly services: readonly ServiceRegistration[];
+  /** Facts every health check returns as trailing metadata; see ServerOptions.healthDetails. */
+  readonly healthDetails?: Readonly<Record<string, string>>;
   /** Called once the server listens, e.g. to report health from a dependency check. */
   onStarted?(server: RunningServer): void;
   /** Called after the server stopped, to close stores and connections. */
@@ -71,7 +73,12 @@ export async function runService<S extends ConfigSpec>(
   let server: RunningServer;
   try {
     instance = await options.create({ config, kit, logger });
-    server = await startServer({ ...kit, logger, services: instance.services });
+    server = await startServer({
+      ...kit,
+      logger,
+      services: instance.services,
+      ...(instance.healthDetails === undefined ? {} : { healthDetails: instance.healthDetails }),
+    });
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`cordon-${options.name}: ${error.message}\n`);

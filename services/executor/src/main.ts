@@ -19,6 +19,14 @@ await runService({
     );
     return {
       services: [executor.registration],
+      // Health checks say which isolation runs get and what it lacks, in plain words.
+      healthDetails: {
+        'cordon-isolation': executor.driver.isolation,
+        'cordon-missing-protections':
+          executor.driver.missingProtections.length === 0
+            ? 'none'
+            : executor.driver.missingProtections.join('; '),
+      },
       onStarted: (server) => executor.watchEngine(server),
       close: () => executor.close(),
     };

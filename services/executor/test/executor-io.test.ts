@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { executorV1 } from '@cordon/proto';
+import { checkHealthDetails } from '../../../test/support/grpc-probes.js';
 import {
   containersCreatedSince,
   python,
@@ -309,6 +310,20 @@ describe('bad requests', () => {
       expect(response.missingProtections).toContain('no seccomp system-call filter');
     } else {
       expect(response.missingProtections).toEqual([]);
+    }
+  });
+
+  it('names its isolation in every health check', async () => {
+    const health = await checkHealthDetails(`127.0.0.1:${executor.process.port}`);
+
+    expect(health.status).toBe('SERVING');
+    expect(health.trailers['cordon-isolation']).toBe(TEST_ISOLATION);
+    if (TEST_DRIVER === 'process') {
+      expect(health.trailers['cordon-missing-protections']).toContain(
+        'no seccomp system-call filter',
+      );
+    } else {
+      expect(health.trailers['cordon-missing-protections']).toBe('none');
     }
   });
 
