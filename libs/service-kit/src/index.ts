@@ -39,6 +39,7 @@ export {
   type Logger,
   type LoggerOptions,
 } from './logger.js';
+export { defaultStatePath } from './state-path.js';
 export { codeSha256, codeSha256FromHashes, type HashedFile } from './code-hash.js';
 export { callUnary, createServiceClient, type ServiceClientOptions } from './client.js';
 export {

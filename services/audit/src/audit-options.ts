@@ -1,8 +1,7 @@
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import {
   bytesVar,
   ConfigError,
+  defaultStatePath,
   formatBytes,
   integerVar,
   stringVar,
@@ -19,20 +18,9 @@ const MiB = 1024 ** 2;
  */
 const GET_RUN_OVERHEAD_BYTES = MiB;
 
-/**
- * Returns the database path used when CORDON_AUDIT_DB_PATH is unset: the
- * system state folder for root, the user's XDG state folder otherwise.
- */
+/** Returns the database path used when CORDON_AUDIT_DB_PATH is unset. */
 export function defaultDatabasePath(): string {
-  if (process.getuid?.() === 0) {
-    return '/var/lib/cordon/audit.db';
-  }
-  const stateHome = process.env['XDG_STATE_HOME'];
-  const base =
-    stateHome !== undefined && stateHome.startsWith('/')
-      ? stateHome
-      : join(homedir(), '.local', 'state');
-  return join(base, 'cordon', 'audit.db');
+  return defaultStatePath('audit.db');
 }
 
 export const auditConfigSpec = {

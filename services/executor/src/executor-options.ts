@@ -4,6 +4,7 @@ import {
   addressVar,
   bytesVar,
   ConfigError,
+  defaultStatePath,
   durationMsVar,
   enumVar,
   integerVar,
@@ -243,7 +244,7 @@ export const executorConfigSpec = {
   }),
   spoolFolder: stringVar('CORDON_EXECUTOR_SPOOL_DIR', {
     description: 'Folder for audit records that wait for the audit service to come back.',
-    default: '/var/lib/cordon/executor-spool',
+    default: defaultStatePath('executor-spool'),
     pattern: /^\/\S+$/,
     allowed: 'an absolute folder path',
   }),

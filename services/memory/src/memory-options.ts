@@ -1,9 +1,8 @@
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import {
   addressVar,
   bytesVar,
   ConfigError,
+  defaultStatePath,
   durationMsVar,
   formatBytes,
   integerVar,
@@ -22,20 +21,9 @@ const DAY_SECONDS = 86_400;
 /** Room in a Put request or Get response for everything besides the value. */
 const MESSAGE_OVERHEAD_BYTES = 64 * KiB;
 
-/**
- * Returns the database path used when CORDON_MEMORY_DB_PATH is unset: the
- * system state folder for root, the user's XDG state folder otherwise.
- */
+/** Returns the database path used when CORDON_MEMORY_DB_PATH is unset. */
 export function defaultDatabasePath(): string {
-  if (process.getuid?.() === 0) {
-    return '/var/lib/cordon/memory.db';
-  }
-  const stateHome = process.env['XDG_STATE_HOME'];
-  const base =
-    stateHome !== undefined && stateHome.startsWith('/')
-      ? stateHome
-      : join(homedir(), '.local', 'state');
-  return join(base, 'cordon', 'memory.db');
+  return defaultStatePath('memory.db');
 }
 
 export const memoryConfigSpec = {
