@@ -16,6 +16,8 @@ export interface CgroupLayout {
   readonly driver: string;
   /** Root of the cgroup file system, as mounted for this process. */
   readonly root: string;
+  /** Folder of the groups under each controller, for the cgroupfs driver. Default "docker". */
+  readonly parent?: string;
 }
 
 function parseKeyedCounter(text: string, key: string): number {
@@ -44,7 +46,9 @@ export class CgroupReader {
   private group(containerId: string, controller: string): string {
     const { root, driver, version } = this.layout;
     const leaf =
-      driver === 'systemd' ? `system.slice/docker-${containerId}.scope` : `docker/${containerId}`;
+      driver === 'systemd'
+        ? `system.slice/docker-${containerId}.scope`
+        : `${this.layout.parent ?? 'docker'}/${containerId}`;
     return version === 2 ? `${root}/${leaf}` : `${root}/${controller}/${leaf}`;
   }
 

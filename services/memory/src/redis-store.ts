@@ -16,6 +16,19 @@ import { agentKeys, entryId, indexKey, valueKey, valueKeyPrefix } from './redis-
 import { DELETE_SCRIPT, GET_SCRIPT, LIST_SCRIPT, PUT_SCRIPT, runScript } from './redis-scripts.js';
 import { toStoreError } from './store-errors.js';
 
+/** Redis keys a script that writes one entry touches: the agent's counters, the value and its index. */
+function entryScriptKeys(
+  keys: ReturnType<typeof agentKeys>,
+  command: { namespace: string; key: string },
+): string[] {
+  return [
+    keys.meta,
+    keys.expiry,
+    valueKey(keys, command.namespace, command.key),
+    indexKey(keys, command.namespace),
+  ];
+}
+
 /** Sorts after every character a key may hold, to bound a prefix range. */
 const AFTER_LAST_NAME_CHARACTER = '\x7f';
 
@@ -60,27 +73,17 @@ export class RedisStore implements MemoryStore {
   async put(agentId: string, command: PutCommand): Promise<PutResult> {
     const keys = agentKeys(agentId);
     const reply = (await this.run(agentId, (client) =>
-      runScript(
-        client,
-        PUT_SCRIPT,
-        [
-          keys.meta,
-          keys.expiry,
-          valueKey(keys, command.namespace, command.key),
-          indexKey(keys, command.namespace),
-        ],
-        [
-          command.value,
-          command.contentType,
-          command.ttlMs,
-          command.ifVersion ?? -1,
-          this.quotas.maxKeysPerAgent,
-          this.quotas.maxBytesPerAgent,
-          keys.prefix,
-          entryId(command.namespace, command.key),
-          command.key,
-        ],
-      ),
+      runScript(client, PUT_SCRIPT, entryScriptKeys(keys, command), [
+        command.value,
+        command.contentType,
+        command.ttlMs,
+        command.ifVersion ?? -1,
+        this.quotas.maxKeysPerAgent,
+        this.quotas.maxBytesPerAgent,
+        keys.prefix,
+        entryId(command.namespace, command.key),
+        command.key,
+      ]),
     )) as [string, unknown, unknown];
 
     const [kind, first, second] = reply;
@@ -119,22 +122,12 @@ export class RedisStore implements MemoryStore {
   async delete(agentId: string, command: DeleteCommand): Promise<DeleteResult> {
     const keys = agentKeys(agentId);
     const reply = (await this.run(agentId, (client) =>
-      runScript(
-        client,
-        DELETE_SCRIPT,
-        [
-          keys.meta,
-          keys.expiry,
-          valueKey(keys, command.namespace, command.key),
-          indexKey(keys, command.namespace),
-        ],
-        [
-          command.ifVersion ?? -1,
-          keys.prefix,
-          entryId(command.namespace, command.key),
-          command.key,
-        ],
-      ),
+      runScript(client, DELETE_SCRIPT, entryScriptKeys(keys, command), [
+        command.ifVersion ?? -1,
+        keys.prefix,
+        entryId(command.namespace, command.key),
+        command.key,
+      ]),
     )) as [string, unknown, unknown];
 
     const [kind, first, second] = reply;

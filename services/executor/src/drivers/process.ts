@@ -9,11 +9,11 @@ import {
 } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { SANDBOX_UID } from '../launcher.js';
-import type { CgroupUsage } from '../cgroup-usage.js';
+import { CgroupReader, type CgroupUsage } from '../cgroup-usage.js';
 import type { ContainerExit, Sandbox, SandboxDriver, SandboxSpec } from './sandbox.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
-/** Folder under each cgroup v1 controller that holds one group per run. */
+/** Folder under each cgroup v1 controller that contains one group per run. */
 const CGROUP_PARENT = 'cordon';
 const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct'] as const;
 type Controller = (typeof CONTROLLERS)[number];
@@ -56,6 +56,34 @@ function writableControllers(): Partial<Record<Controller, string>> {
   return found;
 }
 
+/** The host's /usr read-only, with Debian's merged-usr links beside it. */
+const HOST_USR_MOUNTS = [
+  '--ro-bind',
+  '/usr',
+  '/usr',
+  '--symlink',
+  'usr/bin',
+  '/bin',
+  '--symlink',
+  'usr/sbin',
+  '/sbin',
+  '--symlink',
+  'usr/lib',
+  '/lib',
+  '--symlink',
+  'usr/lib64',
+  '/lib64',
+];
+
+/** Runs the rest of a command line as the sandbox user, with no supplementary groups. */
+const AS_SANDBOX_USER = [
+  'setpriv',
+  `--reuid=${SANDBOX_UID}`,
+  `--regid=${SANDBOX_UID}`,
+  '--clear-groups',
+  '--',
+];
+
 function bubblewrapArgs(spec: SandboxSpec): string[] {
   const { limits } = spec;
   const env = [...IMAGE_ENV, `HOSTNAME=${spec.runId.slice(0, 12)}`, ...spec.env];
@@ -67,21 +95,7 @@ function bubblewrapArgs(spec: SandboxSpec): string[] {
     spec.runId.slice(0, 12),
     '--die-with-parent',
     '--new-session',
-    '--ro-bind',
-    '/usr',
-    '/usr',
-    '--symlink',
-    'usr/bin',
-    '/bin',
-    '--symlink',
-    'usr/sbin',
-    '/sbin',
-    '--symlink',
-    'usr/lib',
-    '/lib',
-    '--symlink',
-    'usr/lib64',
-    '/lib64',
+    ...HOST_USR_MOUNTS,
     '--ro-bind-try',
     '/etc/alternatives',
     '/etc/alternatives',
@@ -134,6 +148,7 @@ class ProcessSandbox implements Sandbox {
     readonly id: string,
     private readonly spec: SandboxSpec,
     private readonly groups: Partial<Record<Controller, string>>,
+    private readonly readUsage: (sandboxId: string) => Promise<CgroupUsage>,
   ) {
     this.exit = new Promise((resolve) => (this.resolveExit = resolve));
     this.stdio = new Duplex({
@@ -180,11 +195,7 @@ class ProcessSandbox implements Sandbox {
         'cordon-process-sandbox',
         ...groups,
         '--',
-        'setpriv',
-        `--reuid=${SANDBOX_UID}`,
-        `--regid=${SANDBOX_UID}`,
-        '--clear-groups',
-        '--',
+        ...AS_SANDBOX_USER,
         'prlimit',
         `--nofile=${limits.maxOpenFiles}:${limits.maxOpenFiles}`,
         `--fsize=${limits.maxFileBytes}:${limits.maxFileBytes}`,
@@ -240,12 +251,8 @@ class ProcessSandbox implements Sandbox {
 
   async inspectExit(): Promise<ContainerExit> {
     const exitCode = await this.exit;
-    const oomControl =
-      this.groups.memory === undefined
-        ? ''
-        : readText(`${this.groups.memory}/${this.id}/memory.oom_control`);
-    const oomKills = Number(/oom_kill (\d+)/.exec(oomControl)?.[1] ?? '0');
-    return { exitCode, oomKilled: oomKills > 0 };
+    const usage = await this.readUsage(this.id).catch(() => undefined);
+    return { exitCode, oomKilled: (usage?.oomKills ?? 0) > 0 };
   }
 
   async remove(): Promise<void> {
@@ -287,13 +294,19 @@ function removeGroup(group: string): void {
  * Runs programs under bubblewrap when no Docker engine responds: user, pid,
  * network, mount, IPC and UTS namespaces, the host's /usr read-only, tmpfs
  * /work and /tmp, rlimits, and cgroups for memory, pids and CPU where this
- * process may create them. It gives less than Docker; `missingProtections`
- * says what.
+ * process may create them. It gives less than Docker, and
+ * `missingProtections` lists what it lacks.
  */
 export class ProcessDriver implements SandboxDriver {
   readonly isolation = 'process/bubblewrap';
   readonly missingProtections: readonly string[];
   private readonly groups: Partial<Record<Controller, string>>;
+  private readonly cgroups = new CgroupReader({
+    version: 1,
+    driver: 'cgroupfs',
+    root: CGROUP_ROOT,
+    parent: CGROUP_PARENT,
+  });
 
   constructor() {
     this.groups = writableControllers();
@@ -313,31 +326,14 @@ export class ProcessDriver implements SandboxDriver {
 
   /** Returns why bubblewrap cannot run a sandbox here, or undefined when it can. */
   static probe(): string | undefined {
+    const [command = 'setpriv', ...args] = AS_SANDBOX_USER;
     const result = spawnSync(
-      'setpriv',
-      [
-        `--reuid=${SANDBOX_UID}`,
-        `--regid=${SANDBOX_UID}`,
-        '--clear-groups',
-        '--',
-        'bwrap',
-        '--unshare-all',
-        '--ro-bind',
-        '/usr',
-        '/usr',
-        '--symlink',
-        'usr/bin',
-        '/bin',
-        '--symlink',
-        'usr/lib',
-        '/lib',
-        '--symlink',
-        'usr/lib64',
-        '/lib64',
-        '--',
-        '/bin/true',
-      ],
-      { encoding: 'utf8', timeout: 10_000 },
+      command,
+      [...args, 'bwrap', '--unshare-all', ...HOST_USR_MOUNTS, '--', '/bin/true'],
+      {
+        encoding: 'utf8',
+        timeout: 10_000,
+      },
     );
     if (result.error !== undefined) return result.error.message;
     return result.status === 0
@@ -374,28 +370,16 @@ export class ProcessDriver implements SandboxDriver {
         }
       }
     }
-    return Promise.resolve(new ProcessSandbox(id, spec, this.groups));
+    return Promise.resolve(
+      new ProcessSandbox(id, spec, this.groups, (sandboxId) => this.readUsage(sandboxId)),
+    );
   }
 
   readUsage(sandboxId: string): Promise<CgroupUsage> {
-    const memory = this.groups.memory;
-    const cpuacct = this.groups.cpuacct;
-    if (memory === undefined || cpuacct === undefined) {
+    if (this.groups.memory === undefined || this.groups.cpuacct === undefined) {
       return Promise.reject(new Error('usage needs the memory and cpuacct cgroups'));
     }
-    const peak = readText(`${memory}/${sandboxId}/memory.max_usage_in_bytes`);
-    const cpuNs = readText(`${cpuacct}/${sandboxId}/cpuacct.usage`);
-    if (peak === '' || cpuNs === '') {
-      return Promise.reject(new Error(`no cgroup for sandbox ${sandboxId}`));
-    }
-    const oomKills = Number(
-      /oom_kill (\d+)/.exec(readText(`${memory}/${sandboxId}/memory.oom_control`))?.[1] ?? '0',
-    );
-    return Promise.resolve({
-      cpuTimeMs: Math.round(Number(cpuNs) / 1_000_000),
-      peakMemoryBytes: Number(peak),
-      oomKills,
-    });
+    return this.cgroups.read(sandboxId);
   }
 
   /** Removes the cgroups of runs whose processes are all gone, such as those a killed executor left. */

@@ -44,15 +44,15 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Creates a client of a test Redis that connects on demand and never retries. */
+function loopbackClient(port: number): Redis {
+  return new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+}
+
 async function waitForPing(port: number): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const client = new Redis({
-      port,
-      host: '127.0.0.1',
-      lazyConnect: true,
-      retryStrategy: () => null,
-    });
+    const client = loopbackClient(port);
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -126,12 +126,7 @@ export async function startTestRedis(port?: number): Promise<TestRedis> {
     freeze: () => child?.kill('SIGSTOP'),
     thaw: () => child?.kill('SIGCONT'),
     admin: async (operation) => {
-      const client = new Redis({
-        port,
-        host: '127.0.0.1',
-        lazyConnect: true,
-        retryStrategy: () => null,
-      });
+      const client = loopbackClient(port);
       client.on('error', () => undefined);
       try {
         await client.connect();
