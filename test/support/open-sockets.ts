@@ -1,6 +1,6 @@
 import { afterAll } from 'vitest';
 
-/** TCP handles that stay open only while something holds a connection or a listener. */
+/** TCP handles, open only while a connection or a listener is open. */
 const SOCKET_RESOURCES = new Set(['TCPSocketWrap', 'TCPServerWrap', 'TCPWRAP']);
 
 function openSockets(): number {

@@ -9,7 +9,7 @@ export interface VarSpec<T> {
   readonly name: string;
   readonly description: string;
   readonly defaultValue: T;
-  /** What the variable accepts, in words, for the error message. */
+  /** Values the variable accepts, in words, for the error message. */
   readonly allowed: string;
   /** Returns the parsed value, or undefined when the text is not allowed. */
   parse(text: string): T | undefined;
@@ -183,7 +183,7 @@ export function stringVar(
 
 const HOST_PORT_PATTERN = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):(\d{1,5})$/i;
 
-/** A `host:port` address; port 0 asks the system for a free port. */
+/** A `host:port` address. Port 0 lets the system choose a free port. */
 export function addressVar(
   name: string,
   options: { description: string; default: string },

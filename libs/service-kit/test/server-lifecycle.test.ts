@@ -176,7 +176,7 @@ describe('configuration', () => {
 });
 
 describe('unexpected errors', () => {
-  it('reach a streaming client as INTERNAL with a generic message and log the stack', async () => {
+  it('reach streaming clients as INTERNAL', async () => {
     const service = await startListeningService(FIXTURE, ['executor'], {
       CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
     });
@@ -198,7 +198,7 @@ describe('unexpected errors', () => {
     expect(result.error?.details).toContain(logged['trace_id'] as string);
   });
 
-  it('reach a unary client as INTERNAL with a generic message and log the stack', async () => {
+  it('reach unary clients as INTERNAL', async () => {
     const service = await startListeningService(FIXTURE, ['scanner'], {
       CORDON_SCANNER_ADDRESS: '127.0.0.1:0',
     });

@@ -18,7 +18,7 @@ const REPLAY_INTERVAL_MS = 2000;
 type AuditClient = Client & Pick<auditV1.AuditServiceClient, 'append'>;
 type AttributeMap = Record<string, auditV1.AttributeValue>;
 
-/** What the audit log records of a run's start, besides the plan. */
+/** Facts of a run's start that the audit log records besides the plan. */
 export interface RunStart {
   readonly runId: string;
   readonly agentId: string;

@@ -19,7 +19,7 @@ await runService({
     );
     return {
       services: [executor.registration],
-      // Health checks say which isolation runs get and what it lacks, in plain words.
+      // Health checks report which isolation runs get and what it lacks, in plain words.
       healthDetails: {
         'cordon-isolation': executor.driver.isolation,
         'cordon-missing-protections':

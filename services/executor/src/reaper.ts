@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import type { Logger } from '@cordon/service-kit';
 import { EXECUTOR_ID_LABEL, EXECUTOR_PID_LABEL, EXECUTOR_START_LABEL } from './drivers/docker.js';
 
-/** Who created a container: an executor id, and the process that had it. */
+/** Creator of a container: an executor id, and the process that ran it. */
 export interface ExecutorInstance {
   readonly executorId: string;
   readonly pid: number;

@@ -5,7 +5,7 @@ import { activeTraceId, callUnary, createServiceClient, type Logger } from '@cor
 
 export type MemoryAction = 'memory.put' | 'memory.delete' | 'auth.denied';
 
-/** What the memory service records: key names and sizes, never values. */
+/** Event the memory service records: key names and sizes, never values. */
 export interface MemoryAuditEvent {
   /** Empty when the caller sent no valid agent id. */
   readonly agentId: string;

@@ -3,8 +3,8 @@ import type { MemoryStore } from './memory-store.js';
 
 /**
  * Checks every store at an interval and reports NOT_SERVING through the
- * server's health service while any of them does not answer, SERVING once
- * all answer again. Returns a function that stops the checks.
+ * server's health service while any of them does not respond, SERVING once
+ * all respond again. Returns a function that stops the checks.
  */
 export function watchStoreHealth(
   server: RunningServer,
@@ -27,9 +27,9 @@ export function watchStoreHealth(
         .filter((_, index) => results[index] !== true)
         .map((store) => store.description);
       if (available) {
-        logger.info('memory store answers; serving');
+        logger.info('memory store responds; serving');
       } else {
-        logger.error({ stores: down }, 'memory store does not answer; not serving');
+        logger.error({ stores: down }, 'memory store does not respond; not serving');
       }
       server.setServing(available);
       serving = available;

@@ -91,7 +91,7 @@ export interface MemoryStore {
   get(agentId: string, namespace: string, key: string): Promise<StoredValue | undefined>;
   delete(agentId: string, command: DeleteCommand): Promise<DeleteResult>;
   list(agentId: string, command: ListCommand): Promise<ListPage>;
-  /** Resolves true when the store answers now. Never rejects. */
+  /** Resolves true when the store responds now. Never rejects. */
   isAvailable(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -102,9 +102,9 @@ describe('memory while Redis is away', () => {
     expect(recoveryMs).toBeLessThan(5_000);
     expect(after.value.toString()).toBe('kept');
     expect(
-      memory.process.logs.some((line) => line.msg === 'memory store does not answer; not serving'),
+      memory.process.logs.some((line) => line.msg === 'memory store does not respond; not serving'),
     ).toBe(true);
-    expect(memory.process.logs.some((line) => line.msg === 'memory store answers; serving')).toBe(
+    expect(memory.process.logs.some((line) => line.msg === 'memory store responds; serving')).toBe(
       true,
     );
   });

@@ -16,11 +16,11 @@ export const LAUNCHER_PROCESSES = 2;
 
 /**
  * Host threads of gVisor's own sentry and gofer, which count against the
- * container's pids limit: about 50 were measured for an idle Python sandbox
+ * container's pids limit. About 50 were measured for an idle Python sandbox
  * (runsc release 20221219, 2 cores), and each sandboxed process adds more: a
  * fork bomb held to 66 processes by RLIMIT_NPROC passed 2000 host threads in
  * three seconds. Under runsc the program's own limit is RLIMIT_NPROC, which
- * gVisor enforces inside the sandbox; the pids limit only protects the host.
+ * gVisor enforces inside the sandbox, and the pids limit only protects the host.
  */
 export const RUNSC_SANDBOX_THREADS = 512;
 
@@ -155,7 +155,7 @@ export class DockerDriver implements SandboxDriver {
     return `docker/${this.runtime}`;
   }
 
-  /** Sets the reader of container cgroups, once the engine has said how it lays them out. */
+  /** Sets the reader of container cgroups, once the engine has reported how it lays them out. */
   useCgroups(reader: CgroupReader): void {
     this.cgroups = reader;
   }
