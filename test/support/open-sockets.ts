@@ -1,4 +1,10 @@
 import { afterAll } from 'vitest';
+import { removeTestKeyFile } from './test-tokens.js';
+
+// Registered first, so it runs after every other after-all hook of the file.
+afterAll(() => {
+  removeTestKeyFile();
+});
 
 /** TCP handles, open only while a connection or a listener is open. */
 const SOCKET_RESOURCES = new Set(['TCPSocketWrap', 'TCPServerWrap', 'TCPWRAP']);

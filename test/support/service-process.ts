@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { testKeyFile } from './test-tokens.js';
 
 /** One JSON log line written by a service. */
 export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
@@ -21,6 +22,8 @@ const running = new Set<ChildProcess>();
 /**
  * Starts a Node.js service script as its own process, loaded the way
  * services are run: with the kit's register hook, so tracing is live.
+ * The service verifies tokens with the test process's key unless `env`
+ * names another CORDON_TOKEN_KEY_FILE.
  */
 export function startServiceProcess(
   script: string,
@@ -31,7 +34,11 @@ export function startServiceProcess(
     process.execPath,
     ['--import', '@cordon/service-kit/register', script, ...args],
     {
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env },
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        CORDON_TOKEN_KEY_FILE: testKeyFile(),
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

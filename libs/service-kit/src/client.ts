@@ -1,5 +1,4 @@
 import {
-  credentials,
   makeGenericClientConstructor,
   Metadata,
   type CallOptions,
@@ -7,6 +6,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
+import { bearerTokenInterceptor, channelCredentials, meshCredentials } from './mesh-credentials.js';
 import type { ServiceDefinition } from './rpc.js';
 
 export interface ServiceClientOptions {
@@ -19,7 +19,9 @@ export interface ServiceClientOptions {
 /**
  * Creates a client for another Cordon service. The constructor is made at
  * call time, after telemetry started, so OpenTelemetry's patched grpc-js
- * wraps it and every call carries the caller's trace context.
+ * wraps it and every call carries the caller's trace context. Inside a
+ * service started by runService, the client uses the mesh's TLS files and
+ * sends the service's own token on every call that carries none.
  */
 // The type parameter names the ts-proto client interface the caller expects;
 // grpc-js builds the methods at run time, so nothing can infer it.
@@ -31,10 +33,12 @@ export function createServiceClient<C extends Client>(
 ): C {
   const maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 ** 2;
   const Constructor = makeGenericClientConstructor(definition, 'cordon');
-  return new Constructor(address, credentials.createInsecure(), {
+  const { identity, tls } = meshCredentials();
+  return new Constructor(address, channelCredentials(tls), {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 30_000,
+    interceptors: identity === undefined ? [] : [bearerTokenInterceptor(identity)],
   }) as unknown as C;
 }
 

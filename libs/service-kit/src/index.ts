@@ -43,6 +43,67 @@ export { defaultStatePath } from './state-path.js';
 export { codeSha256, codeSha256FromHashes, type HashedFile } from './code-hash.js';
 export { callUnary, createServiceClient, type ServiceClientOptions } from './client.js';
 export {
+  AUTH_DENIED_ACTION,
+  authInterceptor,
+  denialAttributes,
+  verifiedCallerOf,
+  type AuthDenial,
+  type DenialReason,
+  type MethodPolicy,
+  type VerifiedCaller,
+} from './auth-interceptor.js';
+export {
+  ACTING_FOR_METADATA_KEY,
+  AUTHORIZATION_METADATA_KEY,
+  channelCredentials,
+  meshCredentials,
+  readTlsFiles,
+  serverCredentials,
+  ServiceIdentity,
+  setMeshCredentials,
+  type MeshCredentials,
+  type TlsFiles,
+} from './mesh-credentials.js';
+export { isLoopbackHost, loadMeshSecurity, type MeshSecurity } from './mesh-security.js';
+export {
+  createRunLimiter,
+  RATE_LIMIT_KEY_PREFIX,
+  runLimitConfigSpec,
+  type RunLease,
+  type RunLimitConfig,
+  type RunLimiter,
+} from './rate-limit.js';
+export {
+  createTokenKeyFile,
+  MIN_SECRET_BYTES,
+  readTokenKey,
+  TOKEN_KEY_FILE_VARIABLE,
+  type TokenKey,
+} from './token-key.js';
+export {
+  ACTING_FOR_TOKEN_TYPE,
+  ACTING_SERVICE_CLAIM,
+  BEARER_TOKEN_TYPE,
+  CALLER_ROLES,
+  createToken,
+  MAX_TOKEN_TTL_MS,
+  ROLE_CLAIM,
+  RUN_ID_CLAIM,
+  signActingForToken,
+  signBearerToken,
+  SUBJECT_PATTERN,
+  SUBJECT_RULE,
+  TOKEN_ISSUER,
+  TokenRejected,
+  verifyActingForToken,
+  verifyBearerToken,
+  type ActingForClaims,
+  type CallerRole,
+  type CreateTokenOptions,
+  type TokenClaims,
+  type TokenFailure,
+} from './tokens.js';
+export {
   type CallContext,
   type ServerStreamHandler,
   type ServiceDefinition,
@@ -52,9 +113,11 @@ export {
 export {
   defineService,
   startServer,
+  type HealthDetails,
   type RunningServer,
   type ServerOptions,
   type ServerState,
+  type ServiceAccess,
   type ServiceRegistration,
 } from './server.js';
 export {

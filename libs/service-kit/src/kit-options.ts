@@ -1,5 +1,6 @@
 import {
   addressVar,
+  booleanVar,
   bytesVar,
   durationMsVar,
   enumVar,
@@ -70,6 +71,36 @@ export function kitConfigSpec(service: ServiceName) {
       default: '',
       pattern: /^\/\S+$/,
       allowed: 'an absolute file path',
+    }),
+    tokenKeyFile: stringVar('CORDON_TOKEN_KEY_FILE', {
+      description:
+        'File with the key tokens are signed with: an HS256 secret of at least 32 bytes, or an Ed25519 private key in PEM. Mode 0600 or stricter. Empty uses token.key in the state folder, created on first start.',
+      default: '',
+      pattern: /^\/\S+$/,
+      allowed: 'an absolute file path',
+    }),
+    tlsCa: stringVar('CORDON_TLS_CA', {
+      description:
+        'PEM file of the CA that signs every certificate of the mesh; enables mutual TLS.',
+      default: '',
+      pattern: /^\/\S+$/,
+      allowed: 'an absolute file path',
+    }),
+    tlsCert: stringVar('CORDON_TLS_CERT', {
+      description: 'PEM certificate this process presents, signed by CORDON_TLS_CA.',
+      default: '',
+      pattern: /^\/\S+$/,
+      allowed: 'an absolute file path',
+    }),
+    tlsKey: stringVar('CORDON_TLS_KEY', {
+      description: 'PEM private key of CORDON_TLS_CERT.',
+      default: '',
+      pattern: /^\/\S+$/,
+      allowed: 'an absolute file path',
+    }),
+    allowInsecureBind: booleanVar('CORDON_ALLOW_INSECURE_BIND', {
+      description: 'Lets a service without TLS listen on an address other than loopback.',
+      default: false,
     }),
     otlpEndpoint: stringVar('OTEL_EXPORTER_OTLP_ENDPOINT', {
       description: 'OTLP/gRPC collector for traces; empty exports nothing.',

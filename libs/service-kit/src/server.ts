@@ -8,7 +8,7 @@ import {
   Metadata,
   ResponderBuilder,
   Server,
-  ServerCredentials,
+  type ServerCredentials,
   ServerInterceptingCall,
   status,
   type ServerInterceptor,
@@ -16,21 +16,43 @@ import {
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { descriptorSet } from '@cordon/proto';
+import { authInterceptor, type AuthDenial, type MethodPolicy } from './auth-interceptor.js';
 import { CordonError } from './errors.js';
-import { adaptService, CallTracker, type ServiceDefinition, type ServiceHandlers } from './rpc.js';
+import { serverCredentials, type TlsFiles } from './mesh-credentials.js';
+import {
+  adaptService,
+  boundRequestSizes,
+  CallTracker,
+  type ServiceDefinition,
+  type ServiceHandlers,
+} from './rpc.js';
+import type { TokenKey } from './token-key.js';
+import type { CallerRole } from './tokens.js';
 
-/** A gRPC service definition with its async handlers. */
+/** Who may call a service's methods, how large their requests may be, and where denials go. */
+export interface ServiceAccess<D extends ServiceDefinition> {
+  /** Roles whose token may call each method; every method must be listed. */
+  readonly roles: { readonly [K in keyof D]: readonly CallerRole[] };
+  /** Largest encoded request per method; methods not listed get the server-wide maximum. */
+  readonly maxRequestBytes?: { readonly [K in keyof D]?: number };
+  /** Records a call the auth interceptor rejected; must not throw or block. */
+  readonly onAuthDenied?: (denial: AuthDenial) => void;
+}
+
+/** A gRPC service definition with its async handlers and access rules. */
 export interface ServiceRegistration {
   readonly definition: ServiceDefinition;
   readonly handlers: ServiceHandlers<ServiceDefinition>;
+  readonly access: ServiceAccess<ServiceDefinition>;
 }
 
-/** Pairs a ts-proto service definition with handlers checked against it. */
+/** Pairs a ts-proto service definition with handlers and access rules checked against it. */
 export function defineService<D extends ServiceDefinition>(
   definition: D,
   handlers: ServiceHandlers<D>,
+  access: ServiceAccess<D>,
 ): ServiceRegistration {
-  return { definition, handlers };
+  return { definition, handlers, access };
 }
 
 export interface ServerOptions {
@@ -48,18 +70,28 @@ export interface ServerOptions {
   keepaliveTimeoutMs: number;
   /** How long in-flight calls may run on after shutdown starts. Default 10 s. */
   shutdownDrainMs: number;
+  /** The key every call's bearer token must be signed with. */
+  tokenKey: TokenKey;
+  /** Mutual TLS files; undefined serves plaintext. */
+  tls?: TlsFiles | undefined;
   /**
    * Facts every health check returns as trailing metadata, such as what a
    * service's isolation lacks; grpc.health.v1 has no field for text.
    * Keys are lower-case metadata names, values printable ASCII.
    */
-  healthDetails?: Readonly<Record<string, string>>;
+  healthDetails?: HealthDetails;
 }
 
 const HEALTH_METHOD_PREFIX = '/grpc.health.v1.Health/';
 
 /** Adds the health details to the trailers of every health check. */
-function healthDetailsInterceptor(details: Readonly<Record<string, string>>): ServerInterceptor {
+/**
+ * Facts for health-check trailers by metadata name: a fixed text, or a
+ * function read at each check for facts that change, such as a pool's depth.
+ */
+export type HealthDetails = Readonly<Record<string, string | (() => string)>>;
+
+function healthDetailsInterceptor(details: HealthDetails): ServerInterceptor {
   return (method, call) => {
     if (!method.path.startsWith(HEALTH_METHOD_PREFIX)) {
       return new ServerInterceptingCall(call);
@@ -68,7 +100,7 @@ function healthDetailsInterceptor(details: Readonly<Record<string, string>>): Se
       .withSendStatus((statusObject, next) => {
         const metadata = statusObject.metadata ?? new Metadata();
         for (const [key, value] of Object.entries(details)) {
-          metadata.set(key, value);
+          metadata.set(key, typeof value === 'function' ? value() : value);
         }
         next({ ...statusObject, metadata });
       })
@@ -116,9 +148,27 @@ function reflectionPackage(): PackageDefinition {
   };
 }
 
-function bind(server: Server, address: string): Promise<number> {
+/** Maps each method path ("/cordon.v1.MemoryService/Put") to who may call it. */
+function methodPolicies(services: readonly ServiceRegistration[]): Map<string, MethodPolicy> {
+  const policies = new Map<string, MethodPolicy>();
+  for (const { definition, access } of services) {
+    for (const [name, method] of Object.entries(definition)) {
+      const roles = access.roles[name];
+      if (roles === undefined) {
+        throw new TypeError(`no roles are declared for ${method.path}`);
+      }
+      policies.set(method.path, {
+        roles,
+        ...(access.onAuthDenied === undefined ? {} : { onDenied: access.onAuthDenied }),
+      });
+    }
+  }
+  return policies;
+}
+
+function bind(server: Server, address: string, credentials: ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => {
+    server.bindAsync(address, credentials, (error, port) => {
       if (error === null) {
         resolve(port);
       } else {
@@ -148,8 +198,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     'grpc.keepalive_time_ms': options.keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs,
     'grpc.keepalive_permit_without_calls': 1,
-    interceptors:
-      options.healthDetails === undefined ? [] : [healthDetailsInterceptor(options.healthDetails)],
+    interceptors: [
+      authInterceptor(methodPolicies(options.services), options.tokenKey, logger),
+      ...(options.healthDetails === undefined
+        ? []
+        : [healthDetailsInterceptor(options.healthDetails)]),
+    ],
   });
 
   const serviceNames = options.services.map((registration) =>
@@ -157,7 +211,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   );
   for (const registration of options.services) {
     server.addService(
-      registration.definition,
+      boundRequestSizes(registration.definition, registration.access.maxRequestBytes ?? {}),
       adaptService(registration.definition, registration.handlers, logger, tracker),
     );
   }
@@ -174,7 +228,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   };
 
-  const port = await bind(server, options.address);
+  const port = await bind(server, options.address, serverCredentials(options.tls));
   setServing(true);
 
   let state: ServerState = 'serving';

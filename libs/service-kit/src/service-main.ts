@@ -1,8 +1,15 @@
 import type { Logger } from 'pino';
 import { ConfigError, readConfig, type ConfigSpec, type ConfigValues } from './config.js';
-import { kitConfigSpec, type KitConfig, type ServiceName } from './kit-options.js';
+import { addressVariable, kitConfigSpec, type KitConfig, type ServiceName } from './kit-options.js';
 import { createLogger, routeGrpcLogs } from './logger.js';
-import { startServer, type RunningServer, type ServiceRegistration } from './server.js';
+import { ServiceIdentity, setMeshCredentials } from './mesh-credentials.js';
+import { loadMeshSecurity, type MeshSecurity } from './mesh-security.js';
+import {
+  startServer,
+  type HealthDetails,
+  type RunningServer,
+  type ServiceRegistration,
+} from './server.js';
 import { startTelemetry, type Telemetry } from './telemetry.js';
 
 /** Exit code when configuration is invalid, as for a command-line usage error. */
@@ -20,7 +27,7 @@ export interface ServiceContext<S extends ConfigSpec> {
 export interface ServiceInstance {
   readonly services: readonly ServiceRegistration[];
   /** Facts every health check returns as trailing metadata; see ServerOptions.healthDetails. */
-  readonly healthDetails?: Readonly<Record<string, string>>;
+  readonly healthDetails?: HealthDetails;
   /** Called once the server listens, e.g. to report health from a dependency check. */
   onStarted?(server: RunningServer): void;
   /** Called after the server stopped, to close stores and connections. */
@@ -45,9 +52,11 @@ export async function runService<S extends ConfigSpec>(
 ): Promise<void> {
   let kit: KitConfig;
   let config: ConfigValues<S>;
+  let security: MeshSecurity;
   try {
     kit = readConfig(kitConfigSpec(options.name));
     config = readConfig(options.config);
+    security = loadMeshSecurity(kit, addressVariable(options.name));
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`cordon-${options.name}: ${error.message}\n`);
@@ -69,12 +78,18 @@ export async function runService<S extends ConfigSpec>(
     );
   }
 
+  logSecurity(logger, kit, security);
+  const identity = await ServiceIdentity.start(security.tokenKey, options.name);
+  setMeshCredentials({ identity, tls: security.tls });
+
   let instance: ServiceInstance;
   let server: RunningServer;
   try {
     instance = await options.create({ config, kit, logger });
     server = await startServer({
       ...kit,
+      tokenKey: security.tokenKey,
+      tls: security.tls,
       logger,
       services: instance.services,
       ...(instance.healthDetails === undefined ? {} : { healthDetails: instance.healthDetails }),
@@ -93,6 +108,26 @@ export async function runService<S extends ConfigSpec>(
   logger.info({ address: kit.address, port: server.port, pid: process.pid }, 'service started');
   instance.onStarted?.(server);
   handleSignals(logger, server, instance, telemetry);
+}
+
+function logSecurity(logger: Logger, kit: KitConfig, security: MeshSecurity): void {
+  if (security.createdKeyFile) {
+    logger.warn(
+      { token_key_file: security.tokenKey.path },
+      'created a new token signing key; admins mint tokens with it, and every service of the mesh must use the same file',
+    );
+  }
+  logger.info(
+    {
+      token_key_file: security.tokenKey.path,
+      token_algorithm: security.tokenKey.algorithm,
+      tls: security.tls === undefined ? 'off' : 'mutual',
+      address: kit.address,
+    },
+    security.tls === undefined
+      ? 'TLS is off: tokens travel in plaintext, so listen on loopback only'
+      : 'mutual TLS on: clients need a certificate from CORDON_TLS_CA',
+  );
 }
 
 function handleSignals(

@@ -3,6 +3,7 @@ import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
 import { afterEach, describe, expect, it } from 'vitest';
 import { executorV1, scannerV1 } from '@cordon/proto';
 import { checkHealth, listServicesByReflection } from '../../../test/support/grpc-probes.js';
+import { tokenInterceptor } from '../../../test/support/test-tokens.js';
 import {
   killLeftoverProcesses,
   startListeningService,
@@ -17,6 +18,7 @@ function executorClient(port: number): executorV1.ExecutorServiceClient {
   const client = new executorV1.ExecutorServiceClient(
     `127.0.0.1:${port}`,
     credentials.createInsecure(),
+    { interceptors: [tokenInterceptor('agent-1')] },
   );
   openClients.add(client);
   return client;
@@ -26,6 +28,7 @@ function scannerClient(port: number): scannerV1.ScannerServiceClient {
   const client = new scannerV1.ScannerServiceClient(
     `127.0.0.1:${port}`,
     credentials.createInsecure(),
+    { interceptors: [tokenInterceptor('agent-1')] },
   );
   openClients.add(client);
   return client;
