@@ -12,6 +12,7 @@
 // Needs `npx tsc -b` first (it starts services/audit/dist/main.js).
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
+import { connect } from 'node:http2';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,11 +23,34 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import Database from 'better-sqlite3';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { auditV1 } from '@cordon/proto';
+import { createTokenKeyFile, readTokenKey, signBearerToken } from '@cordon/service-kit';
 
 const auditDist = new URL('../../services/audit/dist/', import.meta.url);
 const AUDIT_MAIN = fileURLToPath(new URL('main.js', auditDist));
 const NOOP_MAIN = fileURLToPath(new URL('noop-service.mjs', import.meta.url));
 const WRITERS = 8;
+const TOKEN_TTL_MS = 3_600_000;
+
+/**
+ * The mesh key the benchmark's services verify tokens with, and the bearer
+ * tokens of the two callers the benchmark plays: a service that appends and
+ * an auditor that verifies. Set once in main().
+ */
+const security = { keyFile: '', serviceToken: '', auditorToken: '' };
+
+async function createSecurity(dir) {
+  security.keyFile = join(dir, 'token.key');
+  createTokenKeyFile(security.keyFile);
+  const key = readTokenKey(security.keyFile);
+  security.serviceToken = await signBearerToken(key, 'bench-executor', 'service', TOKEN_TTL_MS);
+  security.auditorToken = await signBearerToken(key, 'bench-auditor', 'auditor', TOKEN_TTL_MS);
+}
+
+function bearer(token) {
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  return metadata;
+}
 
 /** Builds a typical execution.started event: eight attributes, no files, no output. */
 function sampleEvent() {
@@ -122,6 +146,7 @@ async function startService(script, dbPath) {
       PATH: process.env.PATH,
       CORDON_AUDIT_ADDRESS: '127.0.0.1:0',
       CORDON_AUDIT_DB_PATH: dbPath,
+      CORDON_TOKEN_KEY_FILE: security.keyFile,
     },
     stdio: ['ignore', openSync(logPath, 'w'), 'inherit'],
   });
@@ -160,8 +185,7 @@ function appendOnce(client, metadata) {
 /** Appends through a service with `writers` concurrent loops, each on its own connection. */
 async function serviceAppends(script, dir, writers, seconds) {
   const service = await startService(script, join(dir, `service-${randomUUID()}.db`));
-  const metadata = new Metadata();
-  metadata.set('x-cordon-role', 'service');
+  const metadata = bearer(security.serviceToken);
   const clients = Array.from(
     { length: writers },
     () =>
@@ -187,6 +211,84 @@ async function serviceAppends(script, dir, writers, seconds) {
   return counts.reduce((sum, count) => sum + count, 0) / seconds;
 }
 
+/** Frames a gRPC message as it travels in HTTP/2 DATA: flag byte, 4-byte length, message. */
+function grpcFrame(message) {
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(message.length, 1);
+  return Buffer.concat([header, Buffer.from(message)]);
+}
+
+/**
+ * Sends one Append over a bare HTTP/2 stream: the same bytes and headers a
+ * gRPC client sends, without grpc-js's client stack. Rejects unless the
+ * trailers (or a trailers-only response) carry grpc-status 0.
+ */
+function appendOverHttp2(session, token) {
+  const body = grpcFrame(auditV1.AppendRequest.encode(sampleRequest()).finish());
+  return new Promise((resolve, reject) => {
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': auditV1.AuditServiceService.append.path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      authorization: `Bearer ${token}`,
+    });
+    let grpcStatus;
+    const readStatus = (headers) => {
+      grpcStatus ??= headers['grpc-status'];
+    };
+    stream.on('response', readStatus);
+    stream.on('trailers', readStatus);
+    stream.on('data', () => undefined);
+    stream.on('error', reject);
+    stream.on('close', () => {
+      if (grpcStatus === '0') {
+        resolve();
+      } else {
+        reject(new Error(`Append over HTTP/2 ended with grpc-status ${grpcStatus}`));
+      }
+    });
+    stream.end(body);
+  });
+}
+
+/**
+ * Appends with `writers` concurrent loops, each on its own HTTP/2
+ * connection, through the bare client above. It shows the service's rate
+ * apart from grpc-js's client, which costs the client process more CPU and
+ * latency per call than the service spends on it.
+ */
+async function serviceAppendsHttp2(script, dir, writers, seconds) {
+  const service = await startService(script, join(dir, `service-${randomUUID()}.db`));
+  const sessions = await Promise.all(
+    Array.from(
+      { length: writers },
+      () =>
+        new Promise((resolve, reject) => {
+          const session = connect(`http://127.0.0.1:${service.port}`);
+          session.once('connect', () => resolve(session));
+          session.once('error', reject);
+        }),
+    ),
+  );
+  await Promise.all(sessions.map((session) => appendOverHttp2(session, security.serviceToken)));
+
+  const deadline = Date.now() + seconds * 1000;
+  const counts = await Promise.all(
+    sessions.map(async (session) => {
+      let count = 0;
+      while (Date.now() < deadline) {
+        await appendOverHttp2(session, security.serviceToken);
+        count += 1;
+      }
+      return count;
+    }),
+  );
+  sessions.forEach((session) => session.close());
+  await stopService(service);
+  return counts.reduce((sum, count) => sum + count, 0) / seconds;
+}
+
 const STORE_OPTIONS = {
   outputBytes: 65_536,
   maxExcerptBytes: 1_048_576,
@@ -202,19 +304,14 @@ function sampleRequest() {
 
 /**
  * Appends through the service's own store path without gRPC: validation,
- * group commit and the writer thread, with `writers` concurrent loops. It
+ * group commit and the writing connection, with `writers` concurrent loops. It
  * shows what the storage design allows apart from the cost of a call.
  */
 async function storePathAppends(dir, writers, seconds) {
   const audit = await import(new URL('index.js', auditDist).href);
-  const { createLogger } = await import('@cordon/service-kit');
   const path = join(dir, `store-${randomUUID()}.db`);
   audit.AuditStore.open(path).close();
-  const writer = await audit.StoreWriterThread.start(
-    path,
-    createLogger({ service: 'bench', level: 'silent' }),
-  );
-  const commit = new audit.GroupCommit(writer);
+  const commit = new audit.GroupCommit(audit.StoreWriter.open(path));
   const options = { ...STORE_OPTIONS, databasePath: path };
 
   const deadline = Date.now() + seconds * 1000;
@@ -280,8 +377,7 @@ async function measureVerify(dir, records, rounds) {
     `127.0.0.1:${service.port}`,
     credentials.createInsecure(),
   );
-  const auditor = new Metadata();
-  auditor.set('x-cordon-role', 'auditor');
+  const auditor = bearer(security.auditorToken);
 
   const verifyMs = [];
   const floorMs = [];
@@ -320,6 +416,7 @@ async function main() {
   const rounds = Number(values.rounds);
   const verifyRecords = Number(values['verify-records']);
   const dir = mkdtempSync(join(tmpdir(), 'cordon-audit-bench-'));
+  await createSecurity(dir);
 
   try {
     const results = new Map();
@@ -329,6 +426,11 @@ async function main() {
         record(`raw ${writers}`, await rawBaseline(dir, writers, seconds));
         record(`kit ${writers}`, await serviceAppends(NOOP_MAIN, dir, writers, seconds));
         record(`audit ${writers}`, await serviceAppends(AUDIT_MAIN, dir, writers, seconds));
+        record(`kit http2 ${writers}`, await serviceAppendsHttp2(NOOP_MAIN, dir, writers, seconds));
+        record(
+          `audit http2 ${writers}`,
+          await serviceAppendsHttp2(AUDIT_MAIN, dir, writers, seconds),
+        );
         record(`store ${writers}`, await storePathAppends(dir, writers, seconds));
       }
       const line = [...results].map(([key, list]) => `${key} ${list.at(-1).toFixed(0)}/s`);
@@ -350,6 +452,11 @@ async function main() {
           ['store path', median(results.get(`store ${writers}`))],
         ],
       );
+    }
+    for (const writers of [1, WRITERS]) {
+      printRow(`  same, bare HTTP/2 client`, median(results.get(`audit http2 ${writers}`)), '/s', [
+        ['kit no-op', median(results.get(`kit http2 ${writers}`))],
+      ]);
     }
     printRow(`Verify of ${verifyRecords} records`, verify.verifyMs, 'ms', [
       ['read and hash in-process', verify.floorMs],

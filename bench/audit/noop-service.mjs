@@ -9,13 +9,26 @@ await runService({
   config: {},
   create: async () => ({
     services: [
-      defineService(auditV1.AuditServiceService, {
-        append: async () => ({ seq: 1, hash: '' }),
-        query: async function* () {},
-        getRun: async () => auditV1.GetRunResponse.fromPartial({}),
-        verify: async () => auditV1.VerifyResponse.fromPartial({}),
-        export: async function* () {},
-      }),
+      defineService(
+        auditV1.AuditServiceService,
+        {
+          append: async () => ({ seq: 1, hash: '' }),
+          query: async function* () {},
+          getRun: async () => auditV1.GetRunResponse.fromPartial({}),
+          verify: async () => auditV1.VerifyResponse.fromPartial({}),
+          export: async function* () {},
+        },
+        {
+          // The same roles as the audit service, so the kit checks tokens as it does there.
+          roles: {
+            append: ['service'],
+            query: ['agent', 'auditor', 'admin'],
+            getRun: ['agent', 'auditor', 'admin'],
+            verify: ['auditor', 'admin'],
+            export: ['auditor', 'admin'],
+          },
+        },
+      ),
     ],
   }),
 });

@@ -12,12 +12,24 @@ await runService({
   create: () =>
     Promise.resolve({
       services: [
-        defineService(memoryV1.MemoryServiceService, {
-          put: () => Promise.resolve({ version: 1 }),
-          get: () => Promise.resolve({ value, contentType: '', version: 1 }),
-          delete: () => Promise.resolve({ deleted: false }),
-          list: () => Promise.resolve({ keys: [], nextPageToken: '' }),
-        }),
+        defineService(
+          memoryV1.MemoryServiceService,
+          {
+            put: () => Promise.resolve({ version: 1 }),
+            get: () => Promise.resolve({ value, contentType: '', version: 1 }),
+            delete: () => Promise.resolve({ deleted: false }),
+            list: () => Promise.resolve({ keys: [], nextPageToken: '' }),
+          },
+          {
+            // The same roles as the memory service, so the kit checks tokens as it does there.
+            roles: {
+              put: ['agent', 'service'],
+              get: ['agent', 'service'],
+              delete: ['agent', 'service'],
+              list: ['agent', 'service'],
+            },
+          },
+        ),
       ],
     }),
 });

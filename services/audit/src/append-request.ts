@@ -21,7 +21,7 @@ export interface EventKey {
 }
 
 /**
- * An Append after validation, as the writer thread receives it: the event
+ * An Append after validation, as the store writer receives it: the event
  * only as canonical JSON, plus the few fields the store needs from it.
  */
 export interface PreparedAppend {

@@ -3,22 +3,29 @@ import { compileAuditOptions, type auditConfigSpec } from './audit-options.js';
 import { auditServiceRegistration } from './audit-service.js';
 import { AuditStore } from './audit-store.js';
 import { GroupCommit } from './group-commit.js';
-import { StoreWriterThread } from './store-writer-thread.js';
+import { StoreWriter } from './store-writer.js';
 
 /**
- * Opens the store (creating its schema on first use), starts the writer
- * thread and returns the service. Reads use a connection of their own on
- * the service thread. Closing commits any pending Append, then checkpoints
- * and closes both connections.
+ * Opens the store (creating its schema on first use) with two connections,
+ * one that reads and one that writes, both on the service thread, and
+ * returns the service. Closing commits any pending Append, then
+ * checkpoints and closes both connections.
  */
-export async function createAuditService(
+export function createAuditService(
   context: ServiceContext<typeof auditConfigSpec>,
 ): Promise<ServiceInstance> {
+  // A throw inside the Promise executor function becomes a rejection.
+  return new Promise((resolve) => {
+    resolve(openAuditService(context));
+  });
+}
+
+function openAuditService(context: ServiceContext<typeof auditConfigSpec>): ServiceInstance {
   const options = compileAuditOptions(context.config, context.kit);
   const store = AuditStore.open(options.databasePath);
-  let writer: StoreWriterThread;
+  let writer: StoreWriter;
   try {
-    writer = await StoreWriterThread.start(options.databasePath, context.logger);
+    writer = StoreWriter.open(options.databasePath);
   } catch (error) {
     store.close();
     throw error;
@@ -35,7 +42,7 @@ export async function createAuditService(
   );
 
   return {
-    services: [auditServiceRegistration({ store, commit, options })],
+    services: [auditServiceRegistration({ store, commit, options, logger: context.logger })],
     close: async () => {
       await commit.close();
       store.close();

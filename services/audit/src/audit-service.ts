@@ -1,19 +1,24 @@
+import { randomUUID } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { status } from '@grpc/grpc-js';
 import { isSpanContextValid, trace } from '@opentelemetry/api';
 import { auditV1 } from '@cordon/proto';
 import {
+  AUTH_DENIED_ACTION,
   CordonError,
   defineService,
+  denialAttributes,
+  type AuthDenial,
   type CallContext,
+  type Logger,
   type ServiceRegistration,
 } from '@cordon/service-kit';
 import { isKnownOutcome, prepareAppend, type CallTrace } from './append-request.js';
 import type { AuditOptions } from './audit-options.js';
 import type { AuditStore, RecordFilter } from './audit-store.js';
 import {
+  ALLOWED_ROLES,
   authorize,
-  callerFromMetadata,
   type AuditOperation,
   type ReadScope,
 } from './caller-identity.js';
@@ -28,10 +33,52 @@ export interface AuditServiceParts {
   readonly store: AuditStore;
   readonly commit: GroupCommit;
   readonly options: AuditOptions;
+  readonly logger: Logger;
 }
 
+/** Largest Query, GetRun, Verify or Export request: filters and ranges only. */
+const MAX_READ_REQUEST_BYTES = 64 * 1024;
+
 function authorizeCall(context: CallContext, operation: AuditOperation): ReadScope {
-  return authorize(callerFromMetadata(context.metadata), operation);
+  return authorize(context.caller, operation);
+}
+
+/**
+ * Rejects an Append for another agent than the one the calling service
+ * proved it acts for. A service acting for nobody may record any agent's
+ * events, as it must for replayed and denial records.
+ */
+function checkActingFor(context: CallContext, request: auditV1.AppendRequest): void {
+  const actingFor = context.caller.agentId;
+  const eventAgent = request.event?.agentId ?? '';
+  if (actingFor !== '' && eventAgent !== actingFor) {
+    throw new CordonError(
+      status.PERMISSION_DENIED,
+      `service ${context.caller.subject} acts for agent ${actingFor} but sent an event of agent ${JSON.stringify(eventAgent.slice(0, 64))}`,
+    );
+  }
+}
+
+/** Writes a rejected call of this service straight into the store, without waiting for it. */
+function recordDenial(parts: AuditServiceParts, denial: AuthDenial): void {
+  const attributes: Record<string, auditV1.AttributeValue> = {};
+  for (const [name, value] of Object.entries(denialAttributes(denial))) {
+    attributes[name] = { value: { $case: 'stringValue', value } };
+  }
+  const request = auditV1.AppendRequest.fromPartial({
+    event: {
+      id: randomUUID(),
+      service: 'audit',
+      agentId: denial.claimedSubject,
+      action: AUTH_DENIED_ACTION,
+      outcome: auditV1.AuditOutcome.AUDIT_OUTCOME_DENIED,
+      occurredTime: new Date(),
+      attributes,
+    },
+  });
+  parts.commit.append(prepareAppend(request, parts.options, undefined)).catch((error: unknown) => {
+    parts.logger.error({ err: error, rpc: denial.method }, 'could not record a denied call');
+  });
 }
 
 /** Returns the trace and span id of the active span, the server span of the call. */
@@ -109,86 +156,108 @@ function seqRange(request: { fromSeq: number; toSeq: number }, store: AuditStore
 export function auditServiceRegistration(parts: AuditServiceParts): ServiceRegistration {
   const { store, commit, options } = parts;
 
-  return defineService(auditV1.AuditServiceService, {
-    append: async (request, context) => {
-      authorizeCall(context, 'append');
-      const prepared = prepareAppend(request, options, activeCallTrace());
+  return defineService(
+    auditV1.AuditServiceService,
+    {
+      append: async (request, context) => {
+        authorizeCall(context, 'append');
+        checkActingFor(context, request);
+        const prepared = prepareAppend(request, options, activeCallTrace());
 
-      const outcome = await commit.append(prepared);
-      if (outcome.kind === 'conflict') {
-        throw new CordonError(
-          status.ALREADY_EXISTS,
-          `event.id "${prepared.key.id}" is already stored as seq ${outcome.seq} for a different event (action ${outcome.action}); give every event a new UUID`,
-        );
-      }
-      if (outcome.kind === 'duplicate') {
-        context.logger.info(
-          { event_id: prepared.key.id, seq: outcome.seq },
-          'append of a stored event id; returning the stored record',
-        );
-      }
-      return { seq: outcome.seq, hash: outcome.hash };
-    },
-
-    query: async function* (request, context) {
-      const scope = authorizeCall(context, 'query');
-      const filter = queryFilter(request, scope, options);
-      let afterSeq = filter.afterSeq;
-      let remaining = filter.limit;
-      while (remaining > 0) {
-        const page = store.query({
-          ...filter,
-          afterSeq,
-          limit: Math.min(remaining, READ_PAGE_RECORDS),
-        });
-        for (const record of page) {
-          yield { record: toAuditRecord(record) };
+        const outcome = await commit.append(prepared);
+        if (outcome.kind === 'conflict') {
+          throw new CordonError(
+            status.ALREADY_EXISTS,
+            `event.id "${prepared.key.id}" is already stored as seq ${outcome.seq} for a different event (action ${outcome.action}); give every event a new UUID`,
+          );
         }
-        const last = page.at(-1);
-        if (last === undefined || page.length < READ_PAGE_RECORDS) {
-          return;
+        if (outcome.kind === 'duplicate') {
+          context.logger.info(
+            { event_id: prepared.key.id, seq: outcome.seq },
+            'append of a stored event id; returning the stored record',
+          );
         }
-        afterSeq = last.seq;
-        remaining -= page.length;
-        await nextTurn();
-      }
-    },
+        return { seq: outcome.seq, hash: outcome.hash };
+      },
 
-    getRun: async (request, context) => {
-      const scope = authorizeCall(context, 'get-run');
-      // readRun is synchronous; the async handler turns its errors into a rejection.
-      return Promise.resolve(readRun(store, request.runId, scope, context.logger));
-    },
-
-    verify: async (request, context) => {
-      authorizeCall(context, 'verify');
-      const range = seqRange(request, store);
-      const result = await verifyChain(store, range, context.signal);
-      if (!result.ok) {
-        context.logger.warn(
-          { first_bad_seq: result.firstBadSeq, reason: result.reason },
-          'audit hash chain verification failed',
-        );
-      }
-      return result;
-    },
-
-    export: async function* (request, context) {
-      authorizeCall(context, 'export');
-      const range = seqRange(request, store);
-      let nextSeq = range.fromSeq;
-      while (nextSeq <= range.toSeq) {
-        const page = store.recordRange(nextSeq, range.toSeq, READ_PAGE_RECORDS);
-        const last = page.at(-1);
-        if (last === undefined) {
-          return;
+      query: async function* (request, context) {
+        const scope = authorizeCall(context, 'query');
+        const filter = queryFilter(request, scope, options);
+        let afterSeq = filter.afterSeq;
+        let remaining = filter.limit;
+        while (remaining > 0) {
+          const page = store.query({
+            ...filter,
+            afterSeq,
+            limit: Math.min(remaining, READ_PAGE_RECORDS),
+          });
+          for (const record of page) {
+            yield { record: toAuditRecord(record) };
+          }
+          const last = page.at(-1);
+          if (last === undefined || page.length < READ_PAGE_RECORDS) {
+            return;
+          }
+          afterSeq = last.seq;
+          remaining -= page.length;
+          await nextTurn();
         }
-        for (const record of page) {
-          yield { record: toAuditRecord(record) };
+      },
+
+      getRun: async (request, context) => {
+        const scope = authorizeCall(context, 'get-run');
+        // readRun is synchronous; the async handler turns its errors into a rejection.
+        return Promise.resolve(readRun(store, request.runId, scope, context.logger));
+      },
+
+      verify: async (request, context) => {
+        authorizeCall(context, 'verify');
+        const range = seqRange(request, store);
+        const result = await verifyChain(store, range, context.signal);
+        if (!result.ok) {
+          context.logger.warn(
+            { first_bad_seq: result.firstBadSeq, reason: result.reason },
+            'audit hash chain verification failed',
+          );
         }
-        nextSeq = last.seq + 1;
-        await nextTurn();
-      }
+        return result;
+      },
+
+      export: async function* (request, context) {
+        authorizeCall(context, 'export');
+        const range = seqRange(request, store);
+        let nextSeq = range.fromSeq;
+        while (nextSeq <= range.toSeq) {
+          const page = store.recordRange(nextSeq, range.toSeq, READ_PAGE_RECORDS);
+          const last = page.at(-1);
+          if (last === undefined) {
+            return;
+          }
+          for (const record of page) {
+            yield { record: toAuditRecord(record) };
+          }
+          nextSeq = last.seq + 1;
+          await nextTurn();
+        }
+      },
     },
-  });
+    {
+      roles: {
+        append: ALLOWED_ROLES.append,
+        query: ALLOWED_ROLES.query,
+        getRun: ALLOWED_ROLES['get-run'],
+        verify: ALLOWED_ROLES.verify,
+        export: ALLOWED_ROLES.export,
+      },
+      maxRequestBytes: {
+        query: MAX_READ_REQUEST_BYTES,
+        getRun: MAX_READ_REQUEST_BYTES,
+        verify: MAX_READ_REQUEST_BYTES,
+        export: MAX_READ_REQUEST_BYTES,
+      },
+      onAuthDenied: (denial) => {
+        recordDenial(parts, denial);
+      },
+    },
+  );
 }

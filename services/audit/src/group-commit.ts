@@ -1,6 +1,6 @@
 import type { PreparedAppend } from './append-request.js';
 import type { AppendOutcome } from './audit-store.js';
-import type { BatchWriter } from './store-writer-thread.js';
+import type { BatchWriter } from './store-writer.js';
 
 /** Most events one transaction takes; the rest wait for the next one. */
 const MAX_BATCH_EVENTS = 1000;

@@ -16,10 +16,9 @@ export {
   type StoredRecord,
 } from './audit-store.js';
 export {
+  ALLOWED_ROLES,
   authorize,
-  callerFromMetadata,
   type AuditOperation,
-  type CallerIdentity,
   type CallerRole,
   type ReadScope,
 } from './caller-identity.js';
@@ -32,4 +31,4 @@ export {
 } from './canonical.js';
 export { verifyChain } from './chain-verify.js';
 export { GroupCommit } from './group-commit.js';
-export { StoreWriterThread, type BatchWriter } from './store-writer-thread.js';
+export { StoreWriter, WriteFailedError, type BatchWriter } from './store-writer.js';

@@ -66,15 +66,21 @@ describe('who may read and write', () => {
     [
       'an agent',
       as('agent', 'agent-a'),
-      'role agent may not call append; it is open to the service role',
+      'role agent may not call cordon.v1.AuditService/Append; it is open to service',
     ],
-    ['an auditor', AUDITOR, 'role auditor may not call append; it is open to the service role'],
+    [
+      'an auditor',
+      AUDITOR,
+      'role auditor may not call cordon.v1.AuditService/Append; it is open to service',
+    ],
   ])('refuses Append from %s', async (_caller, metadata, message) => {
     const error = await failureOf(append(audit, { event: makeEvent() }, metadata));
+    const stored = await exportRecords(audit);
 
     expect(error.code).toBe(status.PERMISSION_DENIED);
     expect(error.details).toBe(message);
-    expect((await exportRecords(audit)).length).toBe(3);
+    expect(stored.filter((record) => record.event!.action !== 'auth.denied')).toHaveLength(3);
+    expect(stored.at(-1)!.event!.action).toBe('auth.denied');
   });
 
   it('refuses Verify and Export to agents and services', async () => {
@@ -83,11 +89,11 @@ describe('who may read and write', () => {
 
     expect(verifyByAgent.code).toBe(status.PERMISSION_DENIED);
     expect(verifyByAgent.details).toBe(
-      'role agent may not call verify; it is open to the auditor role',
+      'role agent may not call cordon.v1.AuditService/Verify; it is open to auditor, admin',
     );
     expect(exportByService.code).toBe(status.PERMISSION_DENIED);
     expect(exportByService.details).toBe(
-      'role service may not call export; it is open to the auditor role',
+      'role service may not call cordon.v1.AuditService/Export; it is open to auditor, admin',
     );
   });
 
@@ -96,25 +102,25 @@ describe('who may read and write', () => {
 
     expect(error.code).toBe(status.PERMISSION_DENIED);
     expect(error.details).toBe(
-      'role service may not call query; it is open to the agent and auditor roles',
+      'role service may not call cordon.v1.AuditService/Query; it is open to agent, auditor, admin',
     );
   });
 
   it.each([
     [
-      'no role',
+      'no token',
       new Metadata(),
-      'x-cordon-role metadata is missing; send agent, auditor or service',
+      'no token: send authorization: Bearer <token> metadata (an admin mints one with cordon token create)',
     ],
     [
       'an unknown role',
-      as('admin' as 'agent'),
-      'x-cordon-role metadata is "admin", which is not a known role; send agent, auditor or service',
+      as('intruder'),
+      "the token's cordon_role claim is not one of agent, auditor, admin, service",
     ],
     [
       'an agent without an id',
       as('agent'),
-      'an agent caller must send its id (1 to 256 bytes) in x-cordon-agent-id metadata',
+      "the token's sub claim is not 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
     ],
   ])('rejects a caller with %s as UNAUTHENTICATED', async (_case, metadata, message) => {
     const error = await failureOf(query(audit, {}, metadata));

@@ -1,7 +1,8 @@
-import { Metadata } from '@grpc/grpc-js';
+import type { Metadata } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   append,
+  as,
   cleanUp,
   exportRecords,
   makeEvent,
@@ -14,8 +15,7 @@ const PARENT_SPAN_ID = '00f067aa0ba902b7';
 
 /** Service metadata carrying a W3C traceparent, as an instrumented caller sends it. */
 function tracedServiceMetadata(): Metadata {
-  const metadata = new Metadata();
-  metadata.set('x-cordon-role', 'service');
+  const metadata = as('service');
   metadata.set('traceparent', `00-${TRACE_ID}-${PARENT_SPAN_ID}-01`);
   return metadata;
 }

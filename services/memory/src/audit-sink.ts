@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { auditV1 } from '@cordon/proto';
 import { activeTraceId, callUnary, createServiceClient, type Logger } from '@cordon/service-kit';
 
@@ -7,7 +7,7 @@ export type MemoryAction = 'memory.put' | 'memory.delete' | 'auth.denied';
 
 /** Event the memory service records: key names and sizes, never values. */
 export interface MemoryAuditEvent {
-  /** Empty when the caller sent no valid agent id. */
+  /** Empty when the caller proved no agent id; for auth.denied, the id the rejected token claimed. */
   readonly agentId: string;
   readonly action: MemoryAction;
   readonly outcome: auditV1.AuditOutcome;
@@ -27,8 +27,6 @@ export const AUDITING_OFF: AuditSink = {
   close: () => Promise.resolve(),
 };
 
-/** The audit service accepts Append only from callers that name the service role. */
-const ROLE_METADATA_KEY = 'x-cordon-role';
 const APPEND_DEADLINE_MS = 5_000;
 /** Events waiting to be sent; beyond this, new events are dropped and counted. */
 const MAX_QUEUED_EVENTS = 10_000;
@@ -79,7 +77,6 @@ export function toAppendRequest(event: MemoryAuditEvent): auditV1.AppendRequest 
  */
 export class GrpcAuditSink implements AuditSink {
   private readonly client: auditV1.AuditServiceClient;
-  private readonly metadata = new Metadata();
   private readonly queue: auditV1.AppendRequest[] = [];
   private inFlight = 0;
   private failures = 0;
@@ -95,9 +92,6 @@ export class GrpcAuditSink implements AuditSink {
       auditV1.AuditServiceService,
       address,
     );
-    // NOTE: the role is claimed, not proven; the identity layer will give
-    // services a credential of their own.
-    this.metadata.set(ROLE_METADATA_KEY, 'service');
   }
 
   record(event: MemoryAuditEvent): void {
@@ -155,9 +149,9 @@ export class GrpcAuditSink implements AuditSink {
 
   private async send(request: auditV1.AppendRequest): Promise<void> {
     try {
+      // The client sends this service's own token (role service), which Append requires.
       await callUnary(this.client.append.bind(this.client), request, {
         deadlineMs: APPEND_DEADLINE_MS,
-        metadata: this.metadata,
       });
       if (this.failures > 0) {
         this.logger.info({ failures: this.failures }, 'audit service reachable again');

@@ -1,46 +1,39 @@
-import { status, type Metadata } from '@grpc/grpc-js';
-import { CordonError } from '@cordon/service-kit';
-
-export const AGENT_ID_METADATA_KEY = 'x-cordon-agent-id';
-
-/**
- * Agent ids the memory service accepts. The id becomes part of Redis key
- * names, a Redis ACL user name and a key glob pattern, so it may not hold
- * `{`, `}`, `:`, `*`, `?`, `[`, `\` or spaces.
- */
-export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const AGENT_ID_RULE =
-  '1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit';
+import { status } from '@grpc/grpc-js';
+import {
+  CordonError,
+  SUBJECT_PATTERN,
+  SUBJECT_RULE,
+  type VerifiedCaller,
+} from '@cordon/service-kit';
 
 /**
- * Returns the calling agent's id. This is the only place the service learns
- * which agent calls; no request field can name an agent.
- *
- * NOTE: the metadata value is not verified, so any client can claim any
- * agent id. The identity layer will replace this function with one that
- * reads a verified token.
+ * Agent ids the memory service accepts: the ids tokens may carry. The id
+ * becomes part of Redis key names, a Redis ACL user name and a key glob
+ * pattern, so it may not hold `{`, `}`, `:`, `*`, `?`, `[`, `\` or spaces.
  */
-export function callerAgentId(metadata: Metadata): string {
-  const values = metadata.get(AGENT_ID_METADATA_KEY);
-  if (values.length === 0) {
-    throw new CordonError(
-      status.UNAUTHENTICATED,
-      `${AGENT_ID_METADATA_KEY} metadata is missing; send the calling agent's id (${AGENT_ID_RULE})`,
-    );
-  }
-  if (values.length > 1) {
-    throw new CordonError(
-      status.UNAUTHENTICATED,
-      `${AGENT_ID_METADATA_KEY} metadata was sent ${values.length} times; send it once`,
-    );
-  }
+export const AGENT_ID_PATTERN = SUBJECT_PATTERN;
+export const AGENT_ID_RULE = SUBJECT_RULE;
 
-  const [value] = values;
-  if (typeof value !== 'string' || !AGENT_ID_PATTERN.test(value)) {
+/**
+ * Returns the agent whose memory a call uses: the agent its verified token
+ * names, or the agent a calling service proved it acts for. This is the
+ * only place the service learns which agent calls; no request field can
+ * name an agent.
+ */
+export function callerAgentId(caller: VerifiedCaller): string {
+  if (caller.agentId === '') {
     throw new CordonError(
-      status.UNAUTHENTICATED,
-      `${AGENT_ID_METADATA_KEY} metadata is not a valid agent id; expected ${AGENT_ID_RULE}`,
+      status.PERMISSION_DENIED,
+      `service ${caller.subject} called without naming the agent it acts for; send x-cordon-acting-for metadata`,
     );
   }
-  return value;
+  // The token layer already checked the pattern; checking again keeps a
+  // change there from reaching Redis key names.
+  if (!AGENT_ID_PATTERN.test(caller.agentId)) {
+    throw new CordonError(
+      status.UNAUTHENTICATED,
+      `the token's agent id is not valid; expected ${AGENT_ID_RULE}`,
+    );
+  }
+  return caller.agentId;
 }

@@ -4,7 +4,7 @@ export {
   type AuditSink,
   type MemoryAuditEvent,
 } from './audit-sink.js';
-export { AGENT_ID_METADATA_KEY, callerAgentId } from './caller.js';
+export { callerAgentId } from './caller.js';
 export {
   compileMemoryOptions,
   memoryConfigSpec,

@@ -1,8 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { auditV1, memoryV1 } from '@cordon/proto';
 import {
+  AUTH_DENIED_ACTION,
   CordonError,
   defineService,
+  denialAttributes,
   type CallContext,
   type ServiceRegistration,
 } from '@cordon/service-kit';
@@ -22,6 +24,9 @@ import { StoreAccessDenied } from './store-errors.js';
 import type { StoreRouter } from './store-router.js';
 
 const { AuditOutcome } = auditV1;
+
+/** Largest Get, Delete or List request: names and a page token, never a value. */
+const MAX_READ_REQUEST_BYTES = 64 * 1024;
 
 /** The `reason` attribute of the audit event of a Put that did not store. */
 const FAILED_PUT_REASONS = {
@@ -96,13 +101,18 @@ export function createMemoryService(dependencies: MemoryServiceDependencies): Se
 
   const authenticate = (context: CallContext): string => {
     try {
-      return callerAgentId(context.metadata);
+      return callerAgentId(context.caller);
     } catch (error) {
       audit.record({
         agentId: '',
         action: 'auth.denied',
         outcome: AuditOutcome.AUDIT_OUTCOME_DENIED,
-        attributes: { rpc: context.method, reason: 'unauthenticated' },
+        attributes: {
+          rpc: context.method,
+          reason: 'no-agent',
+          caller: context.caller.subject,
+          role: context.caller.role,
+        },
       });
       throw error;
     }
@@ -161,98 +171,123 @@ export function createMemoryService(dependencies: MemoryServiceDependencies): Se
     });
   };
 
-  return defineService(memoryV1.MemoryServiceService, {
-    put: async (request, context) => {
-      const agentId = authenticate(context);
-      const command = parsePut(request, limits);
+  return defineService(
+    memoryV1.MemoryServiceService,
+    {
+      put: async (request, context) => {
+        const agentId = authenticate(context);
+        const command = parsePut(request, limits);
 
-      const names = { namespace: command.namespace, key: command.key };
-      const result = await run(agentId, context, names, async (store) => {
-        const outcome = await store.put(agentId, command);
-        recordPut(agentId, command, outcome);
-        return outcome;
-      });
-
-      if (result.kind === 'version-mismatch') {
-        throw versionMismatch(
-          command.ifVersion ?? 0,
-          result.currentVersion,
-          command.namespace,
-          command.key,
-        );
-      }
-      const quota = quotaError(agentId, result);
-      if (quota !== undefined) {
-        throw quota;
-      }
-      return { version: result.kind === 'stored' ? result.version : 0 };
-    },
-
-    get: async (request, context) => {
-      const agentId = authenticate(context);
-      const { namespace, key } = parseGet(request);
-
-      const found = await run(agentId, context, { namespace, key }, (store) =>
-        store.get(agentId, namespace, key),
-      );
-      if (found === undefined) {
-        throw new CordonError(
-          status.NOT_FOUND,
-          `key ${JSON.stringify(key)} does not exist in namespace ${JSON.stringify(namespace)}`,
-        );
-      }
-      return found;
-    },
-
-    delete: async (request, context) => {
-      const agentId = authenticate(context);
-      const command = parseDelete(request);
-      const names = { namespace: command.namespace, key: command.key };
-
-      const result = await run(agentId, context, names, async (store) => {
-        const outcome = await store.delete(agentId, command);
-        audit.record({
-          agentId,
-          action: 'memory.delete',
-          outcome:
-            outcome.kind === 'version-mismatch'
-              ? AuditOutcome.AUDIT_OUTCOME_FAILURE
-              : AuditOutcome.AUDIT_OUTCOME_SUCCESS,
-          attributes: deleteAttributes(names, outcome),
+        const names = { namespace: command.namespace, key: command.key };
+        const result = await run(agentId, context, names, async (store) => {
+          const outcome = await store.put(agentId, command);
+          recordPut(agentId, command, outcome);
+          return outcome;
         });
-        return outcome;
-      });
 
-      if (result.kind === 'version-mismatch') {
-        throw versionMismatch(
-          command.ifVersion ?? 0,
-          result.currentVersion,
-          command.namespace,
-          command.key,
+        if (result.kind === 'version-mismatch') {
+          throw versionMismatch(
+            command.ifVersion ?? 0,
+            result.currentVersion,
+            command.namespace,
+            command.key,
+          );
+        }
+        const quota = quotaError(agentId, result);
+        if (quota !== undefined) {
+          throw quota;
+        }
+        return { version: result.kind === 'stored' ? result.version : 0 };
+      },
+
+      get: async (request, context) => {
+        const agentId = authenticate(context);
+        const { namespace, key } = parseGet(request);
+
+        const found = await run(agentId, context, { namespace, key }, (store) =>
+          store.get(agentId, namespace, key),
         );
-      }
-      return { deleted: result.kind === 'deleted' };
-    },
+        if (found === undefined) {
+          throw new CordonError(
+            status.NOT_FOUND,
+            `key ${JSON.stringify(key)} does not exist in namespace ${JSON.stringify(namespace)}`,
+          );
+        }
+        return found;
+      },
 
-    list: async (request, context) => {
-      const agentId = authenticate(context);
-      const command = parseList(request, limits);
+      delete: async (request, context) => {
+        const agentId = authenticate(context);
+        const command = parseDelete(request);
+        const names = { namespace: command.namespace, key: command.key };
 
-      const page = await run(agentId, context, { namespace: command.namespace }, (store) =>
-        store.list(agentId, command),
-      );
-      const last = page.keys.at(-1);
-      return {
-        keys: [...page.keys],
-        nextPageToken:
-          page.hasMore && last !== undefined
-            ? encodePageToken({
-                namespace: command.namespace,
-                prefix: command.prefix,
-                afterKey: last.key,
-              })
-            : '',
-      };
+        const result = await run(agentId, context, names, async (store) => {
+          const outcome = await store.delete(agentId, command);
+          audit.record({
+            agentId,
+            action: 'memory.delete',
+            outcome:
+              outcome.kind === 'version-mismatch'
+                ? AuditOutcome.AUDIT_OUTCOME_FAILURE
+                : AuditOutcome.AUDIT_OUTCOME_SUCCESS,
+            attributes: deleteAttributes(names, outcome),
+          });
+          return outcome;
+        });
+
+        if (result.kind === 'version-mismatch') {
+          throw versionMismatch(
+            command.ifVersion ?? 0,
+            result.currentVersion,
+            command.namespace,
+            command.key,
+          );
+        }
+        return { deleted: result.kind === 'deleted' };
+      },
+
+      list: async (request, context) => {
+        const agentId = authenticate(context);
+        const command = parseList(request, limits);
+
+        const page = await run(agentId, context, { namespace: command.namespace }, (store) =>
+          store.list(agentId, command),
+        );
+        const last = page.keys.at(-1);
+        return {
+          keys: [...page.keys],
+          nextPageToken:
+            page.hasMore && last !== undefined
+              ? encodePageToken({
+                  namespace: command.namespace,
+                  prefix: command.prefix,
+                  afterKey: last.key,
+                })
+              : '',
+        };
+      },
     },
-  });
+    {
+      // A service reaches memory only with a verified acting-for token; callerAgentId rejects it otherwise.
+      roles: {
+        put: ['agent', 'service'],
+        get: ['agent', 'service'],
+        delete: ['agent', 'service'],
+        list: ['agent', 'service'],
+      },
+      maxRequestBytes: {
+        get: MAX_READ_REQUEST_BYTES,
+        delete: MAX_READ_REQUEST_BYTES,
+        list: MAX_READ_REQUEST_BYTES,
+      },
+      onAuthDenied: (denial) => {
+        audit.record({
+          agentId: denial.claimedSubject,
+          action: AUTH_DENIED_ACTION,
+          outcome: AuditOutcome.AUDIT_OUTCOME_DENIED,
+          attributes: denialAttributes(denial),
+        });
+      },
+    },
+  );
 }

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { credentials } from '@grpc/grpc-js';
 import { auditV1, memoryV1 } from '@cordon/proto';
-import { callUnary, createLogger, startServer } from '@cordon/service-kit';
+import { callUnary, createLogger, readTokenKey, startServer } from '@cordon/service-kit';
 import type { AuditSink, MemoryAuditEvent } from '../src/audit-sink.js';
 import { createMemoryService } from '../src/memory-service.js';
 import type { MemoryStore } from '../src/memory-store.js';
@@ -18,6 +18,7 @@ import {
   type MemoryUnderTest,
   type ReceivedAppend,
 } from './support/memory-harness.js';
+import { agentMetadata, testKeyFile } from '../../../test/support/test-tokens.js';
 import {
   destroyAllTestRedis,
   expectRedisAgentClean,
@@ -168,7 +169,14 @@ describe('memory audit events', () => {
       agentId: '',
       action: 'auth.denied',
       outcome: AuditOutcome.AUDIT_OUTCOME_DENIED,
-      attributes: { rpc: 'cordon.v1.MemoryService/List', reason: 'unauthenticated' },
+      attributes: {
+        rpc: 'cordon.v1.MemoryService/List',
+        code: 'UNAUTHENTICATED',
+        reason: 'missing-token',
+        message:
+          'no token: send authorization: Bearer <token> metadata (an admin mints one with cordon token create)',
+        peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) as unknown,
+      },
     });
   });
 
@@ -239,13 +247,13 @@ describe('memory access refused by the store', () => {
       keepaliveTimeMs: 30_000,
       keepaliveTimeoutMs: 10_000,
       shutdownDrainMs: 0,
+      tokenKey: readTokenKey(testKeyFile()),
     });
     const client = new memoryV1.MemoryServiceClient(
       `127.0.0.1:${server.port}`,
       credentials.createInsecure(),
     );
-    const metadata = new Metadata();
-    metadata.set('x-cordon-agent-id', 'agent-a');
+    const metadata = agentMetadata('agent-a');
 
     const failure = await failureOf(
       callUnary(

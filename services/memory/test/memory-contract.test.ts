@@ -476,7 +476,7 @@ describe.each([
     expect(listed.flat()).toHaveLength(20);
   });
 
-  it('rejects calls without a valid agent id', async () => {
+  it('rejects calls without a valid agent token', async () => {
     const anonymous = memory.as(undefined);
     const forged = memory.as('a}b');
 
@@ -489,11 +489,11 @@ describe.each([
 
     expect(missing.code).toBe('UNAUTHENTICATED');
     expect(missing.message).toBe(
-      "x-cordon-agent-id metadata is missing; send the calling agent's id (1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit)",
+      'no token: send authorization: Bearer <token> metadata (an admin mints one with cordon token create)',
     );
     expect(invalid.code).toBe('UNAUTHENTICATED');
     expect(invalid.message).toBe(
-      'x-cordon-agent-id metadata is not a valid agent id; expected 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit',
+      "the token's sub claim is not 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
     );
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Metadata } from '@grpc/grpc-js';
+import type { VerifiedCaller } from '@cordon/service-kit';
 import { callerAgentId } from '../src/caller.js';
 import { aclKeyPattern, agentKeys, entryId, indexKey, valueKey } from '../src/redis-keys.js';
 import { parseAgentGroups, matchAgentGroup } from '../src/agent-groups.js';
@@ -69,39 +69,38 @@ describe('redis key layout', () => {
 });
 
 describe('caller identity', () => {
-  it.each([
-    ['agent-1', 'agent-1'],
-    ['A.b_c-9', 'A.b_c-9'],
-  ])('accepts the agent id %s', (value, expected) => {
-    const metadata = new Metadata();
-    metadata.set('x-cordon-agent-id', value);
+  const caller = (fields: Partial<VerifiedCaller>): VerifiedCaller => ({
+    subject: 'agent-1',
+    role: 'agent',
+    agentId: 'agent-1',
+    runId: '',
+    ...fields,
+  });
 
-    expect(callerAgentId(metadata)).toBe(expected);
+  it.each(['agent-1', 'A.b_c-9'])('uses the verified agent id %s', (agentId) => {
+    expect(callerAgentId(caller({ subject: agentId, agentId }))).toBe(agentId);
+  });
+
+  it('uses the agent a service proved it acts for', () => {
+    expect(
+      callerAgentId(caller({ subject: 'executor', role: 'service', agentId: 'agent-7' })),
+    ).toBe('agent-7');
+  });
+
+  it('rejects a service that acts for no agent', () => {
+    expect(() =>
+      callerAgentId(caller({ subject: 'executor', role: 'service', agentId: '' })),
+    ).toThrow(
+      'service executor called without naming the agent it acts for; send x-cordon-acting-for metadata',
+    );
   });
 
   it.each([
     ['a brace', 'a}b'],
     ['a glob', 'a*'],
-    ['a leading dot', '.a'],
     ['65 characters', 'a'.repeat(65)],
-    ['a colon', 'a:b'],
-  ])('rejects an agent id with %s', (_case, value) => {
-    const metadata = new Metadata();
-    metadata.set('x-cordon-agent-id', value);
-
-    expect(() => callerAgentId(metadata)).toThrow(
-      'x-cordon-agent-id metadata is not a valid agent id',
-    );
-  });
-
-  it('rejects an agent id sent twice', () => {
-    const metadata = new Metadata();
-    metadata.add('x-cordon-agent-id', 'a');
-    metadata.add('x-cordon-agent-id', 'b');
-
-    expect(() => callerAgentId(metadata)).toThrow(
-      'x-cordon-agent-id metadata was sent 2 times; send it once',
-    );
+  ])('rejects an agent id with %s', (_case, agentId) => {
+    expect(() => callerAgentId(caller({ agentId }))).toThrow("the token's agent id is not valid");
   });
 });
 

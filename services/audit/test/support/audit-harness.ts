@@ -4,13 +4,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, Metadata, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  type Metadata,
+  type ClientReadableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { auditV1 } from '@cordon/proto';
 import {
   killLeftoverProcesses,
   startListeningService,
   type ServiceProcess,
 } from '../../../../test/support/service-process.js';
+import { bearerMetadata, type TestRole } from '../../../../test/support/test-tokens.js';
 
 /** The built service, started the way `npm start` starts it. */
 export const AUDIT_MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -99,16 +105,20 @@ export async function startAudit(
   return { ...service, dbPath, client };
 }
 
-export type Role = 'agent' | 'auditor' | 'service';
+export type Role = TestRole;
 
-/** Metadata that names the caller, as the identity layer will later prove it. */
-export function as(role: Role, agentId?: string): Metadata {
-  const metadata = new Metadata();
-  metadata.set('x-cordon-role', role);
-  if (agentId !== undefined) {
-    metadata.set('x-cordon-agent-id', agentId);
-  }
-  return metadata;
+/** Subjects of callers a test does not name: an agent without one gets an empty, invalid `sub`. */
+const DEFAULT_SUBJECTS: Record<Role, string> = {
+  agent: '',
+  auditor: 'auditor-1',
+  admin: 'admin-1',
+  service: 'executor',
+  intruder: 'intruder-1',
+};
+
+/** Metadata with a token of the test key for `role` and `subject`. */
+export function as(role: Role, subject?: string): Metadata {
+  return bearerMetadata(subject ?? DEFAULT_SUBJECTS[role], role);
 }
 
 export const SERVICE = as('service');

@@ -10,6 +10,7 @@ import {
   createLogger,
   defineService,
   readErrorDetails,
+  readTokenKey,
   startServer,
   type RunningServer,
 } from '@cordon/service-kit';
@@ -18,6 +19,7 @@ import {
   startListeningService,
   type ServiceProcess,
 } from '../../../../test/support/service-process.js';
+import { agentMetadata, testKeyFile } from '../../../../test/support/test-tokens.js';
 
 /** The built service, started the way `npm start` starts it. */
 export const MEMORY_MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -46,7 +48,7 @@ export function newAgentId(label = 'agent'): string {
 export interface MemoryUnderTest {
   readonly process: ServiceProcess & { port: number };
   readonly address: string;
-  /** A client that calls as `agentId`, or without any agent id when undefined. */
+  /** A client that calls with a token of agent `agentId`, or without any token when undefined. */
   as(agentId: string | undefined): AgentClient;
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -95,10 +97,7 @@ export interface AgentClient {
 export function agentClient(address: string, agentId: string | undefined): AgentClient {
   const client = new memoryV1.MemoryServiceClient(address, credentials.createInsecure());
   openClients.add(client);
-  const metadata = new Metadata();
-  if (agentId !== undefined) {
-    metadata.set('x-cordon-agent-id', agentId);
-  }
+  const metadata = agentId === undefined ? new Metadata() : agentMetadata(agentId);
   const written = new Map<string, WrittenKey>();
   const options = (deadlineMs = 5_000): { deadlineMs: number; metadata: Metadata } => ({
     deadlineMs,
@@ -173,10 +172,11 @@ export async function failureOf(call: Promise<unknown>): Promise<{
   throw new Error('the call succeeded but a failure was expected');
 }
 
-/** An Append the fake audit service received, with the role its caller claimed. */
+/** An Append the fake audit service received, with the verified role and subject of its caller. */
 export interface ReceivedAppend {
   readonly event: auditV1.AuditEvent;
   readonly role: string;
+  readonly subject: string;
 }
 
 export interface FakeAudit {
@@ -193,17 +193,32 @@ export async function startFakeAudit(address = '127.0.0.1:0'): Promise<FakeAudit
   const unimplemented = (): never => {
     throw new Error('not part of the fake audit service');
   };
-  const registration = defineService(auditV1.AuditServiceService, {
-    append: (request, context) => {
-      const role = context.metadata.get('x-cordon-role')[0];
-      appended.push({ event: request.event!, role: typeof role === 'string' ? role : '' });
-      return Promise.resolve({ seq: appended.length, hash: '0'.repeat(64) });
+  const registration = defineService(
+    auditV1.AuditServiceService,
+    {
+      append: (request, context) => {
+        appended.push({
+          event: request.event!,
+          role: context.caller.role,
+          subject: context.caller.subject,
+        });
+        return Promise.resolve({ seq: appended.length, hash: '0'.repeat(64) });
+      },
+      getRun: unimplemented,
+      verify: unimplemented,
+      query: unimplemented,
+      export: unimplemented,
     },
-    getRun: unimplemented,
-    verify: unimplemented,
-    query: unimplemented,
-    export: unimplemented,
-  });
+    {
+      roles: {
+        append: ['service'],
+        getRun: ['auditor'],
+        verify: ['auditor'],
+        query: ['auditor'],
+        export: ['auditor'],
+      },
+    },
+  );
   const server: RunningServer = await startServer({
     address,
     logger: createLogger({ service: 'fake-audit', level: 'silent' }),
@@ -213,6 +228,7 @@ export async function startFakeAudit(address = '127.0.0.1:0'): Promise<FakeAudit
     keepaliveTimeMs: 30_000,
     keepaliveTimeoutMs: 10_000,
     shutdownDrainMs: 0,
+    tokenKey: readTokenKey(testKeyFile()),
   });
 
   return {
