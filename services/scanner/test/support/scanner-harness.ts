@@ -1,0 +1,202 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { credentials, type Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { auditV1, commonV1, scannerV1 } from '@cordon/proto';
+import {
+  callUnary,
+  createLogger,
+  defineService,
+  readErrorDetails,
+  readTokenKey,
+  startServer,
+  type RunningServer,
+} from '@cordon/service-kit';
+import {
+  killLeftoverProcesses,
+  startListeningService,
+  type ServiceProcess,
+} from '../../../../test/support/service-process.js';
+import {
+  agentMetadata,
+  bearerMetadata,
+  testKeyFile,
+} from '../../../../test/support/test-tokens.js';
+
+/** The built service, started the way `npm start` starts it. */
+export const SCANNER_MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+
+/** The Microsoft SARIF SDK's copy of the SARIF 2.1.0 schema (sarif-2.1.0.json, MIT). */
+export const SARIF_SCHEMA = JSON.parse(
+  readFileSync(new URL('../fixtures/sarif-schema-2.1.0.json', import.meta.url), 'utf8'),
+) as Record<string, unknown>;
+
+const openClients = new Set<scannerV1.ScannerServiceClient>();
+
+/** A file for a Scan request, given as text. */
+export interface TextFile {
+  readonly path: string;
+  readonly text: string;
+}
+
+export interface ScannerUnderTest {
+  readonly process: ServiceProcess & { port: number };
+  readonly address: string;
+  /** Scans as agent `agentId` (default "scan-tester"); `metadata` replaces the agent's token. */
+  scan(
+    request: Partial<scannerV1.ScanRequest> & { textFiles?: readonly TextFile[] },
+    metadata?: Metadata,
+  ): Promise<scannerV1.ScanReport>;
+  listRules(language?: string, metadata?: Metadata): Promise<scannerV1.ListRulesResponse>;
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts the real scanner service process on a free loopback port. */
+export async function startScanner(env: Record<string, string> = {}): Promise<ScannerUnderTest> {
+  const service = await startListeningService(SCANNER_MAIN, [], {
+    CORDON_SCANNER_ADDRESS: '127.0.0.1:0',
+    CORDON_LOG_LEVEL: 'info',
+    ...env,
+  });
+  const address = `127.0.0.1:${service.port}`;
+  const client = new scannerV1.ScannerServiceClient(address, credentials.createInsecure(), {
+    'grpc.max_send_message_length': 64 * 1024 ** 2,
+  });
+  openClients.add(client);
+  return {
+    process: service,
+    address,
+    scan: async ({ textFiles = [], ...request }, metadata = agentMetadata('scan-tester')) => {
+      const full = scannerV1.ScanRequest.fromPartial({
+        ...request,
+        files: [
+          ...(request.files ?? []),
+          ...textFiles.map((file) => ({ path: file.path, content: Buffer.from(file.text) })),
+        ],
+      });
+      const response = await callUnary(client.scan.bind(client), full, {
+        deadlineMs: 30_000,
+        metadata,
+      });
+      return response.report ?? scannerV1.ScanReport.fromPartial({});
+    },
+    listRules: (language = '', metadata = bearerMetadata('rule-reader', 'agent')) =>
+      callUnary(client.listRules.bind(client), { language }, { deadlineMs: 5_000, metadata }),
+    stop: async (signal = 'SIGTERM') => {
+      openClients.delete(client);
+      client.close();
+      if (service.child.exitCode === null && service.child.signalCode === null) {
+        service.child.kill(signal);
+      }
+      return service.exited;
+    },
+  };
+}
+
+/** Returns the status a failed call ended with, and its ErrorDetails. */
+export async function failureOf(call: Promise<unknown>): Promise<{
+  code: string;
+  message: string;
+  details: commonV1.ErrorDetails | undefined;
+}> {
+  try {
+    await call;
+  } catch (error) {
+    const serviceError = error as ServiceError;
+    return {
+      code: status[serviceError.code],
+      message: serviceError.details,
+      details: readErrorDetails(serviceError.metadata),
+    };
+  }
+  throw new Error('the call succeeded but a failure was expected');
+}
+
+/** Returns the severity name of a finding, as a reader checks it: HIGH, INFO… */
+export function severityOf(finding: commonV1.Finding): string {
+  return commonV1.severityToJSON(finding.severity).replace('SEVERITY_', '');
+}
+
+/** An Append the fake audit service received, with the verified role and subject of its caller. */
+export interface ReceivedAppend {
+  readonly event: auditV1.AuditEvent;
+  readonly role: string;
+  readonly subject: string;
+}
+
+export interface FakeAudit {
+  readonly address: string;
+  readonly appended: ReceivedAppend[];
+  /** Resolves once at least `count` Appends arrived, or rejects after the timeout. */
+  waitForAppends(count: number, timeoutMs?: number): Promise<ReceivedAppend[]>;
+  stop(): Promise<void>;
+}
+
+/** Starts an audit service of the test's own that records every Append. */
+export async function startFakeAudit(): Promise<FakeAudit> {
+  const appended: ReceivedAppend[] = [];
+  const unimplemented = (): never => {
+    throw new Error('not part of the fake audit service');
+  };
+  const registration = defineService(
+    auditV1.AuditServiceService,
+    {
+      append: (request, context) => {
+        appended.push({
+          event: request.event!,
+          role: context.caller.role,
+          subject: context.caller.subject,
+        });
+        return Promise.resolve({ seq: appended.length, hash: '0'.repeat(64) });
+      },
+      getRun: unimplemented,
+      verify: unimplemented,
+      query: unimplemented,
+      export: unimplemented,
+    },
+    {
+      roles: {
+        append: ['service'],
+        getRun: ['auditor'],
+        verify: ['auditor'],
+        query: ['auditor'],
+        export: ['auditor'],
+      },
+    },
+  );
+  const server: RunningServer = await startServer({
+    address: '127.0.0.1:0',
+    logger: createLogger({ service: 'fake-audit', level: 'silent' }),
+    services: [registration],
+    maxReceiveMessageBytes: 4 * 1024 * 1024,
+    maxSendMessageBytes: 4 * 1024 * 1024,
+    keepaliveTimeMs: 30_000,
+    keepaliveTimeoutMs: 10_000,
+    shutdownDrainMs: 0,
+    tokenKey: readTokenKey(testKeyFile()),
+  });
+
+  return {
+    address: `127.0.0.1:${server.port}`,
+    appended,
+    waitForAppends: async (count, timeoutMs = 10_000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (appended.length < count) {
+        if (Date.now() > deadline) {
+          throw new Error(
+            `${appended.length} of ${count} audit events arrived within ${timeoutMs} ms`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return appended;
+    },
+    stop: () => server.shutdown(),
+  };
+}
+
+/** Closes clients and kills service processes a test left running. */
+export async function cleanUpHarness(): Promise<void> {
+  for (const client of openClients) client.close();
+  openClients.clear();
+  await killLeftoverProcesses();
+}
