@@ -1,25 +1,49 @@
-// Python hello end to end through the executor's gRPC API, against bare
-// `docker run --rm` of the same image with the same isolation flags, measured
-// in the same run and interleaved so machine noise hits both alike.
+// Hello world end to end through the executor's gRPC API, with the warm pool
+// on and off, against bare `docker run --rm` of the same image with the same
+// isolation flags and against the interpreter on the host, all measured in
+// the same run and interleaved so machine noise hits every path alike.
 //
-// Usage: node bench/execute/execute.mjs [runs]   (default 30; needs the images
-// and a running Docker engine, as after scripts/setup-host)
-import { execFileSync, spawn } from 'node:child_process';
+// Usage: node bench/execute/execute.mjs [runs]   (default 30 per path and
+// runtime; needs the images and a running Docker engine, as after
+// scripts/setup-host). The executors run with auditing off, so the figures
+// are the executor's own; an audit append adds one local gRPC call at each end.
+import { execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { executorV1 } from '@cordon/proto';
 import { ms, printTable, quantile } from '../support/stats.mjs';
 
 const runs = Number(process.argv[2] ?? '30');
+const CONCURRENCY = 8;
+const THROUGHPUT_RUNS = 48;
 const executorMain = fileURLToPath(
   new URL('../../services/executor/dist/main.js', import.meta.url),
 );
-const image = 'cordon-sandbox-python:latest';
-const code = 'print("hello")';
+const execFileAsync = promisify(execFile);
+
+const RUNTIMES = {
+  python: {
+    image: 'cordon-sandbox-python:latest',
+    file: 'main.py',
+    code: 'print("hello")',
+    dockerCommand: ['python3', '-c', 'print("hello")'],
+    host: ['/usr/bin/python3', ['-c', 'print("hello")']],
+    hostName: 'python3 on the host',
+  },
+  javascript: {
+    image: 'cordon-sandbox-javascript:latest',
+    file: 'main.js',
+    code: 'console.log("hello")',
+    dockerCommand: ['node', '-e', 'console.log("hello")'],
+    host: [process.execPath, ['-e', 'console.log("hello")']],
+    hostName: 'node on the host',
+  },
+};
 
 // The flags the executor gives every sandbox at its default limits.
-const dockerArgs = [
+const dockerFlags = [
   'run',
   '--rm',
   '-i',
@@ -60,13 +84,9 @@ const dockerArgs = [
   'private',
   '--oom-score-adj',
   '1000',
-  image,
-  'python3',
-  '-c',
-  code,
 ];
 
-function startExecutor() {
+function startExecutor(poolSize) {
   const child = spawn(
     process.execPath,
     ['--import', '@cordon/service-kit/register', executorMain],
@@ -74,6 +94,8 @@ function startExecutor() {
       env: {
         PATH: process.env.PATH,
         CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
+        CORDON_EXECUTOR_AUDIT: 'off',
+        CORDON_WARM_POOL_SIZE: `${poolSize},java=0`,
         CORDON_LOG_LEVEL: 'info',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -82,82 +104,150 @@ function startExecutor() {
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
       const entry = JSON.parse(line);
-      if (entry.msg === 'service started') resolve({ child, port: entry.port });
+      if (entry.msg === 'service started') {
+        const client = new executorV1.ExecutorServiceClient(
+          `127.0.0.1:${entry.port}`,
+          credentials.createInsecure(),
+        );
+        resolve({ child, client });
+      }
     });
     child.once('exit', (exitCode) => reject(new Error(`executor exited with ${exitCode}`)));
   });
 }
 
-function runThroughExecutor(client) {
+/** Runs one hello through Execute; resolves with the milliseconds until the call ended, and the start path. */
+function execute(client, runtime) {
+  const spec = RUNTIMES[runtime];
   const started = performance.now();
   return new Promise((resolve, reject) => {
     let stdout = '';
+    let startPath;
     const call = client.execute(
       executorV1.ExecuteRequest.fromPartial({
-        runtime: 'python',
-        files: [{ path: 'main.py', content: Buffer.from(code) }],
+        runtime,
+        files: [{ path: spec.file, content: Buffer.from(spec.code) }],
       }),
     );
     call.on('data', (response) => {
-      if (response.event?.$case === 'output') stdout += response.event.value.data.toString();
+      const event = response.event;
+      if (event?.$case === 'started') startPath = event.value.startPath;
+      if (event?.$case === 'output') stdout += event.value.data.toString();
     });
     call.on('error', reject);
     call.on('end', () => {
       if (stdout !== 'hello\n') reject(new Error(`unexpected output ${JSON.stringify(stdout)}`));
-      resolve(performance.now() - started);
+      resolve({ elapsedMs: performance.now() - started, startPath });
     });
   });
 }
 
-function runDockerDirectly() {
+async function dockerRun(runtime) {
+  const spec = RUNTIMES[runtime];
   const started = performance.now();
-  const stdout = execFileSync('docker', dockerArgs, { encoding: 'utf8', input: '' });
+  const { stdout } = await execFileAsync('docker', [
+    ...dockerFlags,
+    spec.image,
+    ...spec.dockerCommand,
+  ]);
   if (stdout !== 'hello\n') throw new Error(`unexpected output ${JSON.stringify(stdout)}`);
   return performance.now() - started;
 }
 
-// Debian's interpreter, not a version manager's shim that would add its own start-up.
-const hostPython = '/usr/bin/python3';
-
-function runOnHost() {
+async function onHost(runtime) {
+  const [command, args] = RUNTIMES[runtime].host;
   const started = performance.now();
-  execFileSync(hostPython, ['-c', code]);
+  await execFileAsync(command, args);
   return performance.now() - started;
 }
 
-const { child, port } = await startExecutor();
-const client = new executorV1.ExecutorServiceClient(
-  `127.0.0.1:${port}`,
-  credentials.createInsecure(),
-);
-try {
-  for (let warmup = 0; warmup < 3; warmup += 1) {
-    await runThroughExecutor(client);
-    runDockerDirectly();
+/** Waits until a warm executor's runs start warm again, so light-load samples measure the warm path. */
+async function settle(client, runtime) {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const probe = await execute(client, runtime);
+    if (probe.startPath === executorV1.StartPath.START_PATH_WARM) return;
   }
-  const samples = { cordon: [], docker: [], host: [] };
-  for (let run = 0; run < runs; run += 1) {
-    samples.cordon.push(await runThroughExecutor(client));
-    samples.docker.push(runDockerDirectly());
-    samples.host.push(runOnHost());
-  }
+  throw new Error('the warm pool never refilled');
+}
 
-  const dockerMedian = quantile(samples.docker, 0.5);
-  process.stdout.write(`Python hello, ${runs} runs each, interleaved, one at a time\n`);
-  printTable([
-    ['path', 'median', 'p90', 'median / docker run'],
-    ...Object.entries({
-      'cordon Execute (gRPC, cold container)': samples.cordon,
-      'docker run --rm, same image and flags': samples.docker,
-      'python3 on the host': samples.host,
-    }).map(([name, values]) => [
-      name,
-      ms(quantile(values, 0.5)),
-      ms(quantile(values, 0.9)),
-      (quantile(values, 0.5) / dockerMedian).toFixed(2),
-    ]),
-  ]);
+/** Runs `total` jobs, `CONCURRENCY` at a time; returns runs per second. */
+async function throughput(job) {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < THROUGHPUT_RUNS) {
+        next += 1;
+        await job();
+      }
+    }),
+  );
+  return THROUGHPUT_RUNS / ((performance.now() - started) / 1000);
+}
+
+const warm = await startExecutor(CONCURRENCY);
+const cold = await startExecutor(0);
+try {
+  for (const runtime of Object.keys(RUNTIMES)) {
+    for (let warmup = 0; warmup < 3; warmup += 1) {
+      await settle(warm.client, runtime);
+      await execute(cold.client, runtime);
+      await dockerRun(runtime);
+    }
+    const samples = { warm: [], cold: [], docker: [], host: [] };
+    let coldStartsInWarm = 0;
+    for (let run = 0; run < runs; run += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const warmRun = await execute(warm.client, runtime);
+      if (warmRun.startPath !== executorV1.StartPath.START_PATH_WARM) coldStartsInWarm += 1;
+      samples.warm.push(warmRun.elapsedMs);
+      samples.cold.push((await execute(cold.client, runtime)).elapsedMs);
+      samples.docker.push(await dockerRun(runtime));
+      samples.host.push(await onHost(runtime));
+    }
+
+    await settle(warm.client, runtime);
+    const rates = {
+      warm: await throughput(() => execute(warm.client, runtime)),
+      cold: await throughput(() => execute(cold.client, runtime)),
+      docker: await throughput(() => dockerRun(runtime)),
+    };
+
+    const dockerMedian = quantile(samples.docker, 0.5);
+    const rows = {
+      'cordon Execute, warm pool': ['warm', samples.warm],
+      'cordon Execute, pool off (cold)': ['cold', samples.cold],
+      'docker run --rm, same image and flags': ['docker', samples.docker],
+      [RUNTIMES[runtime].hostName]: ['host', samples.host],
+    };
+    process.stdout.write(
+      `\n${runtime} hello: ${runs} runs per path, interleaved, one at a time` +
+        ` (${coldStartsInWarm} of the warm executor's runs found the pool empty);` +
+        ` then ${THROUGHPUT_RUNS} runs at concurrency ${CONCURRENCY}\n`,
+    );
+    printTable([
+      [
+        'path',
+        'median',
+        'p90',
+        'median / docker run',
+        `runs/s at c=${CONCURRENCY}`,
+        'rate / docker run',
+      ],
+      ...Object.entries(rows).map(([name, [key, values]]) => [
+        name,
+        ms(quantile(values, 0.5)),
+        ms(quantile(values, 0.9)),
+        (quantile(values, 0.5) / dockerMedian).toFixed(2),
+        rates[key] === undefined ? '-' : rates[key].toFixed(1),
+        rates[key] === undefined ? '-' : (rates[key] / rates.docker).toFixed(2),
+      ]),
+    ]);
+  }
 } finally {
-  client.close();
-  child.kill('SIGTERM');
+  warm.client.close();
+  cold.client.close();
+  warm.child.kill('SIGTERM');
+  cold.child.kill('SIGTERM');
 }

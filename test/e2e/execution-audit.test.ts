@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { auditV1, executorV1 } from '@cordon/proto';
 import {
@@ -12,6 +12,7 @@ import {
   startListeningService,
   type ServiceProcess,
 } from '../support/service-process.js';
+import { agentMetadata, bearerMetadata } from '../support/test-tokens.js';
 
 const AUDIT_MAIN = fileURLToPath(new URL('../../services/audit/dist/main.js', import.meta.url));
 const EXECUTOR_MAIN = fileURLToPath(
@@ -20,10 +21,16 @@ const EXECUTOR_MAIN = fileURLToPath(
 
 const folders: string[] = [];
 const clients: { close(): void }[] = [];
+const executors: ServiceProcess[] = [];
 let executorId = '';
 
 afterEach(async () => {
   clients.splice(0).forEach((client) => client.close());
+  // A graceful stop removes the executor's warm sandboxes; a killed one would leave them.
+  for (const executor of executors.splice(0)) {
+    executor.child.kill('SIGTERM');
+    await executor.exited;
+  }
   await killLeftoverProcesses();
   const leftovers = execFileSync(
     'docker',
@@ -64,6 +71,7 @@ async function startMesh(): Promise<Mesh> {
     CORDON_EXECUTOR_SPOOL_DIR: join(folder, 'spool'),
     CORDON_TRACE_FILE: join(folder, 'spans.jsonl'),
   });
+  executors.push(executor);
   return { folder, audit, executor, traceFile: join(folder, 'spans.jsonl') };
 }
 
@@ -80,8 +88,7 @@ function execute(port: number, code: string, onOutput?: () => void): Promise<Run
     credentials.createInsecure(),
   );
   clients.push(client);
-  const metadata = new Metadata();
-  metadata.set('x-cordon-agent-id', 'agent-e2e');
+  const metadata = agentMetadata('agent-e2e');
   return new Promise((resolve) => {
     const run: Run = { stdout: '' };
     client
@@ -92,6 +99,7 @@ function execute(port: number, code: string, onOutput?: () => void): Promise<Run
           clientRequestId: 'e2e-1',
         }),
         metadata,
+        { deadline: Date.now() + 120_000 },
       )
       .on('data', (response: executorV1.ExecuteResponse) => {
         const event = response.event;
@@ -111,9 +119,7 @@ function execute(port: number, code: string, onOutput?: () => void): Promise<Run
 }
 
 function auditorMetadata(): Metadata {
-  const metadata = new Metadata();
-  metadata.set('x-cordon-role', 'auditor');
-  return metadata;
+  return bearerMetadata('auditor-e2e', 'auditor');
 }
 
 function queryRun(port: number, runId: string): Promise<auditV1.AuditRecord[]> {

@@ -1,12 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
-import { auditV1, executorV1 } from '@cordon/proto';
+import { auditV1, type commonV1, executorV1 } from '@cordon/proto';
 import {
+  AUTH_DENIED_ACTION,
   callUnary,
   codeSha256,
   CordonError,
   createServiceClient,
+  denialAttributes,
+  meshCredentials,
+  type AuthDenial,
   type Logger,
 } from '@cordon/service-kit';
 import type { AuditSpool } from './audit-spool.js';
@@ -65,7 +69,6 @@ function event(fields: Partial<auditV1.AuditEvent>): auditV1.AuditEvent {
  */
 export class AuditTrail {
   private readonly client: AuditClient;
-  private readonly metadata = new Metadata();
   private replayTimer: NodeJS.Timeout | undefined;
   private replaying = false;
 
@@ -74,9 +77,8 @@ export class AuditTrail {
     private readonly spool: AuditSpool,
     private readonly logger: Logger,
   ) {
+    // The client sends the executor's own service token, which Append requires.
     this.client = createServiceClient<AuditClient>(auditV1.AuditServiceService, address);
-    // NOTE: the audit service trusts this role claim until the identity layer signs service calls.
-    this.metadata.set('x-cordon-role', 'service');
   }
 
   startReplay(): void {
@@ -115,7 +117,12 @@ export class AuditTrail {
     });
 
     try {
-      await this.append(request);
+      // The start record also proves whom the run is for, so the audit service can check its agent id.
+      const actingFor = await meshCredentials().identity?.actingForMetadata(
+        start.agentId,
+        start.runId,
+      );
+      await this.append(request, actingFor);
     } catch (error) {
       const code = (error as Partial<ServiceError>).code;
       if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) {
@@ -167,6 +174,44 @@ export class AuditTrail {
       stderrTruncated: excerpt.stderrTruncated,
     });
 
+    await this.appendOrSpool(request);
+  }
+
+  /**
+   * Appends policy.blocked with the code that was refused and its finding
+   * counts, or spools it; no container was created for the run.
+   */
+  async recordBlocked(
+    plan: RunPlan,
+    start: Pick<RunStart, 'runId' | 'agentId'>,
+    policy: string,
+    counts: commonV1.SeverityCounts,
+  ): Promise<void> {
+    const request = auditV1.AppendRequest.fromPartial({
+      event: event({
+        agentId: start.agentId,
+        action: 'policy.blocked',
+        outcome: auditV1.AuditOutcome.AUDIT_OUTCOME_DENIED,
+        runId: start.runId,
+        attributes: {
+          runtime: text(plan.runtime.id),
+          // The scanner's own scan.completed record uses the same names.
+          'scan.policy': text(policy),
+          'scan.findings.critical': integer(counts.critical),
+          'scan.findings.high': integer(counts.high),
+          'scan.findings.medium': integer(counts.medium),
+          'scan.findings.low': integer(counts.low),
+          'scan.findings.info': integer(counts.info),
+          client_request_id: text(plan.clientRequestId),
+        },
+        codeSha256: codeSha256(plan.files),
+      }),
+      files: plan.files.map((file) => ({ path: file.path, content: file.content })),
+    });
+    await this.appendOrSpool(request);
+  }
+
+  private async appendOrSpool(request: auditV1.AppendRequest): Promise<void> {
     // Earlier spooled records go first, so the log keeps the order runs ended in.
     if (this.spool.pending().length === 0) {
       try {
@@ -174,8 +219,8 @@ export class AuditTrail {
         return;
       } catch (error) {
         this.logger.warn(
-          { err: error, run_id: runId },
-          'could not append execution.finished; spooled it for replay',
+          { err: error, run_id: request.event?.runId, action: request.event?.action },
+          'could not append an audit record; spooled it for replay',
         );
       }
     }
@@ -201,10 +246,32 @@ export class AuditTrail {
     }
   }
 
-  private async append(request: auditV1.AppendRequest): Promise<auditV1.AppendResponse> {
+  /** Sends a call this executor rejected to the audit log in the background; a failure is only logged. */
+  recordDenial(denial: AuthDenial): void {
+    const attributes: AttributeMap = {};
+    for (const [name, value] of Object.entries(denialAttributes(denial))) {
+      attributes[name] = text(value);
+    }
+    const request = auditV1.AppendRequest.fromPartial({
+      event: event({
+        agentId: denial.claimedSubject,
+        action: AUTH_DENIED_ACTION,
+        outcome: auditV1.AuditOutcome.AUDIT_OUTCOME_DENIED,
+        attributes,
+      }),
+    });
+    this.append(request).catch((error: unknown) => {
+      this.logger.warn({ err: error, rpc: denial.method }, 'could not record a denied call');
+    });
+  }
+
+  private async append(
+    request: auditV1.AppendRequest,
+    metadata = new Metadata(),
+  ): Promise<auditV1.AppendResponse> {
     return callUnary(this.client.append.bind(this.client), request, {
       deadlineMs: APPEND_DEADLINE_MS,
-      metadata: this.metadata,
+      metadata,
     });
   }
 }

@@ -1,13 +1,16 @@
 import { executorV1 } from '@cordon/proto';
 import type { Logger } from '@cordon/service-kit';
 import type { OutputExcerpt } from './audit-trail.js';
+import type { Duplex } from 'node:stream';
+import { DockerSandbox, runContainerName } from './drivers/docker.js';
 import type { ContainerExit, Sandbox, SandboxDriver } from './drivers/sandbox.js';
 import type { ExecutorOptions } from './executor-options.js';
-import { launcherInput, launcherScript, newNonce } from './launcher.js';
+import { launcherInput, newNonce } from './launcher.js';
 import type { ExecutorInstance } from './reaper.js';
 import { exitedEvent } from './run-outcome.js';
 import { RunMonitor } from './run-monitor.js';
 import type { RunPlan } from './run-request.js';
+import type { WarmPool } from './warm-pool.js';
 
 const { RunStatus, StartPath } = executorV1;
 
@@ -15,8 +18,22 @@ export interface RunDependencies {
   readonly driver: SandboxDriver;
   readonly options: ExecutorOptions;
   readonly instance: ExecutorInstance;
-  /** Called with a container that could not be removed, so it can be removed once Docker responds again. */
-  readonly onRemoveFailed: (containerId: string) => void;
+  /** Started, never-used sandboxes, when the driver is Docker and a pool is configured. */
+  readonly pool: WarmPool | undefined;
+  /** Removes a sandbox off the request path, once its run is over. */
+  readonly retire: (sandbox: Sandbox, stream: Duplex) => void;
+}
+
+/** A sandbox given to one run, and how the run got it. */
+interface Lease {
+  readonly sandbox: Sandbox;
+  readonly stream: Duplex;
+  /** False for a cold sandbox, which the run starts once it reads the stream. */
+  readonly started: boolean;
+  /** Why the run took the cold path; undefined on the warm path. */
+  readonly coldReason: string | undefined;
+  /** True when the sandbox's rlimits are above the run's and the run script must lower them. */
+  readonly lowerRlimits: boolean;
 }
 
 export interface RunRequestContext {
@@ -48,33 +65,30 @@ export async function* runInContainer(
   const logger = context.logger.child({ run_id: runId, runtime: plan.runtime.id });
   const nonce = newNonce();
 
-  let sandbox: Sandbox | undefined;
+  let lease: Lease | undefined;
   let monitor: RunMonitor | undefined;
   let exited: executorV1.RunExited | undefined;
   let failure: unknown;
   try {
-    const input = await launcherInput(plan, nonce);
-    sandbox = await deps.driver.createSandbox({
-      runId,
-      executor: deps.instance,
-      imageId: context.image.id,
-      script: launcherScript(plan),
-      env: plan.env,
-      limits: plan.limits,
-      runtime: deps.options.dockerRuntime,
-      nanoCpus: deps.options.sandboxNanoCpus,
-    });
-    const stream = await sandbox.attach();
+    const leasedAt = performance.now();
+    lease = await leaseSandbox(plan, deps, context, logger);
+    const { sandbox, stream } = lease;
+    const input = await launcherInput(plan, nonce, { lowerRlimits: lease.lowerRlimits });
     monitor = new RunMonitor(plan, sandbox, stream, deps.driver, {
       nonce,
       compileWallTimeMs: deps.options.compileWallTimeMs,
       excerptBytes: deps.options.auditOutputBytes,
     });
-    stream.on('error', () => undefined);
-    await sandbox.start();
+    if (!lease.started) await sandbox.start();
+    const sandboxWaitMs = Math.round(performance.now() - leasedAt);
     monitor.begin(context.signal);
     stream.write(input);
     stream.end();
+    if (lease.started && sandbox instanceof DockerSandbox) {
+      void sandbox.rename(runContainerName(runId)).catch((error: unknown) => {
+        logger.debug({ err: error }, 'could not rename a warm sandbox after its run');
+      });
+    }
 
     yield event({
       $case: 'started',
@@ -85,7 +99,10 @@ export async function* runInContainer(
         isolation: deps.driver.isolation,
         missingProtections: [...deps.driver.missingProtections],
         queuedMs: context.queuedMs,
-        startPath: StartPath.START_PATH_COLD,
+        startPath:
+          lease.coldReason === undefined ? StartPath.START_PATH_WARM : StartPath.START_PATH_COLD,
+        sandboxWaitMs,
+        coldReason: lease.coldReason ?? '',
         limits: plan.limits,
         traceId: context.traceId,
       }),
@@ -95,43 +112,93 @@ export async function* runInContainer(
       yield event({ $case: 'output', value: item });
     }
 
-    const exit = await inspectQuietly(sandbox);
     const { observation } = monitor;
+    // A run that ended at its markers with its usage read needs nothing more from the engine.
+    const exit =
+      observation.marker !== undefined && observation.usage !== undefined
+        ? undefined
+        : await inspectQuietly(sandbox);
     const engineLost =
       observation.killError !== undefined ||
       (exit === undefined && observation.marker === undefined && observation.ending === undefined);
     exited = engineLost ? lostEngineEvent(monitor) : exitedEvent(plan, observation, exit);
-    logRun(logger, exited, context.queuedMs);
+    logRun(logger, exited, context.queuedMs, lease.coldReason);
     yield event({ $case: 'exited', value: exited });
   } catch (error) {
     failure = error;
     throw error;
   } finally {
     monitor?.discardRemaining();
-    await monitor?.stop(
-      RunStatus.RUN_STATUS_CANCELLED,
-      'the client went away before the run ended',
-    );
     if (exited === undefined) {
       // The run failed before it ended, or its client left while a response was being written.
+      await monitor?.stop(
+        RunStatus.RUN_STATUS_CANCELLED,
+        'the client went away before the run ended',
+      );
       exited =
         failure === undefined && monitor !== undefined
           ? exitedEvent(plan, monitor.observation, undefined)
           : failedEvent(monitor);
-      logRun(logger, exited, context.queuedMs);
+      logRun(logger, exited, context.queuedMs, lease?.coldReason);
     }
     await context.onFinished(exited, excerptOf(monitor));
-    if (sandbox !== undefined) {
-      const { id } = sandbox;
-      await sandbox.remove().catch((error: unknown) => {
-        logger.error(
-          { err: error, container_id: id },
-          'could not remove a sandbox container; will retry',
-        );
-        deps.onRemoveFailed(id);
-      });
-    }
     monitor?.close();
+    if (lease !== undefined) deps.retire(lease.sandbox, lease.stream);
+  }
+}
+
+/**
+ * Gives the run a warm sandbox with the run's limits set, or else creates a
+ * cold one for it. A warm sandbox whose limits cannot be set is destroyed,
+ * never handed to another run.
+ */
+async function leaseSandbox(
+  plan: RunPlan,
+  deps: RunDependencies,
+  context: RunRequestContext,
+  logger: Logger,
+): Promise<Lease> {
+  const warm = deps.pool?.take(plan.runtime.id, plan.limits) ?? 'the warm pool is off';
+  let coldReason: string;
+  if (typeof warm === 'string') {
+    coldReason = warm;
+  } else {
+    try {
+      if (
+        warm.limits.memoryBytes !== plan.limits.memoryBytes ||
+        warm.limits.maxProcesses !== plan.limits.maxProcesses
+      ) {
+        await warm.sandbox.updateLimits(plan.limits, deps.options.dockerRuntime);
+      }
+      return {
+        sandbox: warm.sandbox,
+        stream: warm.stream,
+        started: true,
+        coldReason: undefined,
+        lowerRlimits: warm.lowerRlimits,
+      };
+    } catch (error) {
+      logger.warn({ err: error }, 'could not set the run limits on a warm sandbox; starting cold');
+      deps.retire(warm.sandbox, warm.stream);
+      coldReason = 'the warm sandbox could not take the run limits';
+    }
+  }
+  const sandbox = await deps.driver.createSandbox({
+    runId: context.runId,
+    executor: deps.instance,
+    imageId: context.image.id,
+    limits: plan.limits,
+    rlimitCeiling: plan.limits,
+    runtime: deps.options.dockerRuntime,
+    nanoCpus: deps.options.sandboxNanoCpus,
+  });
+  try {
+    const stream = await sandbox.attach();
+    stream.on('error', () => undefined);
+    return { sandbox, stream, started: false, coldReason, lowerRlimits: false };
+  } catch (error) {
+    await sandbox.remove().catch(() => undefined);
+    throw error;
   }
 }
 
@@ -179,8 +246,15 @@ async function inspectQuietly(sandbox: Sandbox): Promise<ContainerExit | undefin
   }
 }
 
-function logRun(logger: Logger, exited: executorV1.RunExited, queuedMs: number): void {
+function logRun(
+  logger: Logger,
+  exited: executorV1.RunExited,
+  queuedMs: number,
+  coldReason: string | undefined,
+): void {
   const fields = {
+    start_path: coldReason === undefined ? 'warm' : 'cold',
+    cold_reason: coldReason,
     status: executorV1.runStatusToJSON(exited.status),
     exit_code: exited.exitCode,
     signal: exited.signal,

@@ -12,6 +12,7 @@ import {
   type ConfigValues,
   type VarSpec,
 } from '@cordon/service-kit';
+import { scanPolicyVar, type ScanPolicy } from './scan-gate.js';
 
 /** The per-run limits a request may set, by their proto field names. */
 export const LIMIT_FIELDS = [
@@ -160,6 +161,48 @@ const DEFAULT_CATALOG = fileURLToPath(
   new URL('../../../sandbox-images/catalog.json', import.meta.url),
 );
 
+/** Sandboxes kept warm per runtime: a count for every runtime, and runtime=count pairs for some. */
+export interface WarmPoolSizes {
+  readonly everyRuntime: number;
+  readonly byRuntime: ReadonlyMap<string, number>;
+}
+
+const MAX_WARM_POOL_SIZE = 64;
+const POOL_ENTRY_PATTERN = /^(?:([a-z][a-z0-9-]*)=)?(\d+)$/;
+
+function parsePoolSizes(text: string): WarmPoolSizes | undefined {
+  let everyRuntime: number | undefined;
+  const byRuntime = new Map<string, number>();
+  for (const entry of text.split(',').map((part) => part.trim())) {
+    const match = POOL_ENTRY_PATTERN.exec(entry);
+    const count = Number(match?.[2]);
+    if (match === null || count > MAX_WARM_POOL_SIZE) return undefined;
+    const runtimeId = match[1];
+    if (runtimeId === undefined) {
+      if (everyRuntime !== undefined) return undefined;
+      everyRuntime = count;
+    } else {
+      if (byRuntime.has(runtimeId)) return undefined;
+      byRuntime.set(runtimeId, count);
+    }
+  }
+  return { everyRuntime: everyRuntime ?? 0, byRuntime };
+}
+
+function warmPoolSizeVar(
+  name: string,
+  description: string,
+  defaultCount: number,
+): VarSpec<WarmPoolSizes> {
+  return {
+    name,
+    description,
+    defaultValue: { everyRuntime: defaultCount, byRuntime: new Map() },
+    allowed: `a count from 0 to ${MAX_WARM_POOL_SIZE} for every runtime and/or runtime=count pairs, comma-separated, e.g. "2" or "2,java=0"`,
+    parse: parsePoolSizes,
+  };
+}
+
 export const executorConfigSpec = {
   ...limitVars(),
   dockerSocket: stringVar('CORDON_DOCKER_SOCKET', {
@@ -248,6 +291,35 @@ export const executorConfigSpec = {
     pattern: /^\/\S+$/,
     allowed: 'an absolute folder path',
   }),
+  warmPoolSizes: warmPoolSizeVar(
+    'CORDON_WARM_POOL_SIZE',
+    'Started, never-used sandboxes kept ready per runtime (Docker with runc only); 0 turns the pool off.',
+    2,
+  ),
+  warmPoolMaxIdleMs: durationMsVar('CORDON_WARM_POOL_MAX_IDLE_MS', {
+    description: 'Warm sandboxes idle longer than this are replaced by fresh ones.',
+    default: 600_000,
+    min: 1_000,
+    max: 86_400_000,
+  }),
+  warmPoolRefillConcurrency: integerVar('CORDON_WARM_POOL_REFILL_CONCURRENCY', {
+    description:
+      'Warm sandboxes started at once to refill the pools; refills pause while runs wait.',
+    default: 2,
+    min: 1,
+    max: 64,
+  }),
+  scanPolicy: scanPolicyVar,
+  scannerAddress: addressVar('CORDON_SCANNER_ADDRESS', {
+    description: 'Where the scanner listens.',
+    default: '127.0.0.1:7102',
+  }),
+  scanDeadlineMs: durationMsVar('CORDON_SCAN_DEADLINE_MS', {
+    description: 'How long the scan before a run may take before it counts as failed.',
+    default: 10_000,
+    min: 100,
+    max: 300_000,
+  }),
   catalogPath: stringVar('CORDON_RUNTIME_CATALOG', {
     description: 'Path of the runtime catalog.',
     default: DEFAULT_CATALOG,
@@ -279,6 +351,12 @@ export interface ExecutorOptions {
   readonly maxFiles: number;
   readonly maxSourceBytes: number;
   readonly maxStdinBytes: number;
+  readonly warmPoolSizes: WarmPoolSizes;
+  readonly warmPoolMaxIdleMs: number;
+  readonly warmPoolRefillConcurrency: number;
+  readonly scanPolicy: ScanPolicy;
+  readonly scannerAddress: string;
+  readonly scanDeadlineMs: number;
   readonly catalogPath: string;
   readonly instanceId: string;
   readonly audit: 'required' | 'off';
@@ -320,6 +398,12 @@ export function compileExecutorOptions(config: ExecutorConfig): ExecutorOptions 
     maxFiles: config.maxFiles,
     maxSourceBytes: config.maxSourceBytes,
     maxStdinBytes: config.maxStdinBytes,
+    warmPoolSizes: config.warmPoolSizes,
+    warmPoolMaxIdleMs: config.warmPoolMaxIdleMs,
+    warmPoolRefillConcurrency: config.warmPoolRefillConcurrency,
+    scanPolicy: config.scanPolicy,
+    scannerAddress: config.scannerAddress,
+    scanDeadlineMs: config.scanDeadlineMs,
     catalogPath: config.catalogPath,
     instanceId: config.instanceId,
     audit: config.audit,

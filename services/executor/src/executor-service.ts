@@ -2,6 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { executorV1 } from '@cordon/proto';
 import {
   activeTraceId,
+  ConfigError,
   CordonError,
   defineService,
   type CallContext,
@@ -10,14 +11,21 @@ import {
   type ServiceRegistration,
 } from '@cordon/service-kit';
 import { randomUUID } from 'node:crypto';
-import type { Metadata } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 import { AuditSpool } from './audit-spool.js';
 import { AuditTrail } from './audit-trail.js';
-import type { SandboxDriver } from './drivers/sandbox.js';
+import type { Duplex } from 'node:stream';
+import type { DockerDriver } from './drivers/docker.js';
+import type { Sandbox, SandboxDriver } from './drivers/sandbox.js';
+import type { RuntimeImage } from './images.js';
+import type { ExecutorInstance } from './reaper.js';
+import type { RuntimeSpec } from './runtimes.js';
+import { describePolicy, ScanGate } from './scan-gate.js';
+import { WarmPool, type WarmPoolHooks } from './warm-pool.js';
 import { runInContainer } from './container-run.js';
 import type { ExecutorOptions } from './executor-options.js';
 import { planRun, unknownRuntime } from './run-request.js';
+import { createRunAdmission } from './run-admission.js';
 import { currentInstance, removeOwnSandboxes } from './reaper.js';
 import { setUpSandboxes } from './sandbox-setup.js';
 import { RunSlots } from './run-slots.js';
@@ -36,17 +44,58 @@ function inSpan<T>(name: string, step: () => Promise<T>): Promise<T> {
   });
 }
 
-const AGENT_ID_METADATA_KEY = 'x-cordon-agent-id';
-
 /**
- * Returns the agent a call acts for, or "anonymous".
- *
- * NOTE: the metadata value is not verified; the identity layer will replace
- * this with the agent id of a verified token.
+ * Builds the warm pools: Docker with runc only, because gVisor cannot change
+ * a running sandbox's limits. Returns undefined when no runtime has a pool.
  */
-function callerAgentId(metadata: Metadata): string {
-  const value = metadata.get(AGENT_ID_METADATA_KEY)[0];
-  return typeof value === 'string' && value !== '' ? value.slice(0, 256) : 'anonymous';
+function createWarmPool(
+  options: ExecutorOptions,
+  runtimes: ReadonlyMap<string, RuntimeSpec>,
+  docker: DockerDriver | undefined,
+  images: ReadonlyMap<string, RuntimeImage>,
+  instance: ExecutorInstance,
+  hooks: WarmPoolHooks,
+  logger: Logger,
+): WarmPool | undefined {
+  const { everyRuntime, byRuntime } = options.warmPoolSizes;
+  for (const runtimeId of byRuntime.keys()) {
+    if (!runtimes.has(runtimeId)) {
+      throw new ConfigError(
+        'CORDON_WARM_POOL_SIZE',
+        `invalid configuration: CORDON_WARM_POOL_SIZE names the runtime ${runtimeId}, which the catalog does not have; known runtimes: ${[...runtimes.keys()].join(', ')}`,
+      );
+    }
+  }
+  const sizes = new Map(
+    [...runtimes.keys()].map((runtimeId) => [runtimeId, byRuntime.get(runtimeId) ?? everyRuntime]),
+  );
+  if (![...sizes.values()].some((size) => size > 0)) return undefined;
+  if (docker === undefined || options.dockerRuntime !== 'runc') {
+    logger.info(
+      { isolation: docker === undefined ? 'process/bubblewrap' : 'docker/runsc' },
+      'the warm pool needs Docker with runc; every run starts cold',
+    );
+    return undefined;
+  }
+  const imageIds = new Map<string, string>();
+  for (const [runtimeId, image] of images) {
+    if (image.available) imageIds.set(runtimeId, image.id);
+  }
+  logger.info({ sizes: Object.fromEntries(sizes) }, 'warm pool sizes');
+  return new WarmPool(
+    docker,
+    {
+      sizes,
+      images: imageIds,
+      maxIdleMs: options.warmPoolMaxIdleMs,
+      refillConcurrency: options.warmPoolRefillConcurrency,
+      limits: options.defaults,
+      nanoCpus: options.sandboxNanoCpus,
+      instance,
+    },
+    hooks,
+    logger,
+  );
 }
 
 /** How often the executor checks that the Docker engine responds, for its health status. */
@@ -55,6 +104,8 @@ const ENGINE_CHECK_INTERVAL_MS = 2000;
 export interface Executor {
   readonly registration: ServiceRegistration;
   readonly driver: SandboxDriver;
+  /** Ready and target warm sandboxes per runtime, e.g. "python 2/2, java 1/2", or "off". */
+  warmPoolDepth(): string;
   /** Reports NOT_SERVING through the server's health service while Docker does not respond. */
   watchEngine(server: RunningServer): void;
   /** Stops watching the engine and removes any container of this instance that is left. */
@@ -80,24 +131,61 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
     options.audit === 'required'
       ? new AuditTrail(options.auditAddress, new AuditSpool(options.spoolFolder), logger)
       : undefined;
+  const admission = await createRunAdmission(logger);
+  const scanGate = new ScanGate(
+    options.scanPolicy,
+    options.scannerAddress,
+    options.scanDeadlineMs,
+    logger,
+  );
+  logger.info(
+    { policy: describePolicy(options.scanPolicy), scanner: options.scannerAddress },
+    'scan policy',
+  );
   if (trail === undefined) {
     logger.warn('auditing is off (CORDON_EXECUTOR_AUDIT=off): runs leave no audit record');
   } else {
     trail.startReplay();
   }
   const pendingRemovals = new Set<string>();
-  const deps = {
-    driver,
+  const retirements = new Set<Promise<void>>();
+  /** Removes a sandbox in the background, reading its stream meanwhile so Docker never stalls. */
+  function retire(sandbox: Sandbox, stream: Duplex): void {
+    stream.on('error', () => undefined);
+    stream.resume();
+    const removal = sandbox
+      .remove()
+      .catch((error: unknown) => {
+        logger.error(
+          { err: error, container_id: sandbox.id },
+          'could not remove a sandbox container; will retry',
+        );
+        pendingRemovals.add(sandbox.id);
+      })
+      .finally(() => {
+        stream.destroy();
+        retirements.delete(removal);
+      });
+    retirements.add(removal);
+  }
+  const pool = createWarmPool(
     options,
+    runtimes,
+    docker,
+    images,
     instance,
-    onRemoveFailed: (id: string) => pendingRemovals.add(id),
-  };
+    { runsWaiting: () => slots.queued > 0, retire },
+    logger,
+  );
+  pool?.start();
+  const deps = { driver, options, instance, pool, retire };
   let engineTimer: NodeJS.Timeout | undefined;
 
   async function* execute(
     request: executorV1.ExecuteRequest,
     context: CallContext,
   ): AsyncGenerator<executorV1.ExecuteResponse> {
+    admission.checkDeadline(context);
     const runtime = runtimes.get(request.runtime);
     if (runtime === undefined) {
       throw unknownRuntime(request.runtime, runtimes.keys());
@@ -111,11 +199,28 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
       );
     }
 
-    const agentId = callerAgentId(context.metadata);
+    const agentId = context.caller.agentId;
+    const lease = await admission.acquire(agentId, context);
     const runId = randomUUID();
-    const queuedAt = performance.now();
-    const release = await inSpan('run.queue', () => slots.acquire(context.signal));
+    let release: (() => void) | undefined;
     try {
+      const scan = await inSpan('run.scan', () => scanGate.check(plan, runId, agentId));
+      if (scan.blocked !== undefined) {
+        await trail?.recordBlocked(
+          plan,
+          { runId, agentId },
+          describePolicy(scanGate.policy),
+          scan.blocked.counts,
+        );
+        context.logger.info(
+          { run_id: runId, policy: describePolicy(scanGate.policy) },
+          'the scan policy blocked a run',
+        );
+        throw scan.blocked.error;
+      }
+      if (scan.reported !== undefined) yield { event: { $case: 'scan', value: scan.reported } };
+      const queuedAt = performance.now();
+      release = await inSpan('run.queue', () => slots.acquire(context.signal));
       const { isolation } = driver;
       await inSpan('audit.execution_started', async () => {
         await trail?.recordStart(plan, {
@@ -143,7 +248,8 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
           }),
       });
     } finally {
-      release();
+      release?.();
+      void lease.release();
     }
   }
 
@@ -220,6 +326,10 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   async function close(): Promise<void> {
     clearInterval(engineTimer);
     trail?.close();
+    scanGate.close();
+    await admission.close();
+    await pool?.close();
+    await Promise.allSettled([...retirements]);
     if (docker === undefined) return;
     await removeOwnSandboxes(docker.docker, instance, logger).catch((error: unknown) => {
       logger.error({ err: error }, 'could not list sandboxes at shutdown');
@@ -227,8 +337,17 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   }
 
   return {
-    registration: defineService(executorV1.ExecutorServiceService, { execute, listRuntimes }),
+    registration: defineService(
+      executorV1.ExecutorServiceService,
+      { execute, listRuntimes },
+      {
+        roles: { execute: ['agent', 'admin'], listRuntimes: ['agent', 'admin', 'service'] },
+        maxRequestBytes: { listRuntimes: 1024 },
+        onAuthDenied: (denial) => trail?.recordDenial(denial),
+      },
+    ),
     driver,
+    warmPoolDepth: () => pool?.describeDepth() ?? 'off',
     watchEngine,
     close,
   };

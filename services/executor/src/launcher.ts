@@ -1,13 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { pack } from 'tar-stream';
+import type { RunLimits } from './executor-options.js';
 import type { RunPlan } from './run-request.js';
+
+/** Processes the launcher adds to the program's own: tini and the launcher shell. */
+export const LAUNCHER_PROCESSES = 2;
 
 /** The sandbox user of every image: uid and gid 10001, home /work. */
 export const SANDBOX_UID = 10001;
 
-/** Quotes one argument for POSIX sh; the launcher script embeds argv this way. */
+/**
+ * Quotes one argument for POSIX sh. Run scripts travel as one line, so a
+ * newline becomes the launcher's $nl variable, expanded inside double quotes.
+ */
 export function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
+  return `'${value.replaceAll("'", `'\\''`).replaceAll('\n', `'"$nl"'`)}'`;
 }
 
 function commandLine(argv: readonly string[]): string {
@@ -15,45 +22,100 @@ function commandLine(argv: readonly string[]): string {
 }
 
 /**
- * Builds the sh script a sandbox runs under tini. It reads one header line
- * ("<nonce> <tar size>") from stdin, extracts exactly that many bytes of tar
- * into /work, runs the compile phase (if any) and the program, whose stdin is
- * the rest of the container's stdin. After each phase it writes
- * "<nonce> compiled|exited <status>" to stdout and stderr, then sleeps so the container's
- * cgroup, and with it the usage counters, stays until the executor has read
- * them. The nonce travels only on stdin and lives in the shell's memory, so
- * the program cannot print a marker that the executor would believe. Even if
- * it did, it could only report a status of its own making.
+ * The sh script every sandbox runs under tini, the same for every run, so a
+ * sandbox can be started before its run is known. It waits for a header line
+ * on stdin ("<nonce> <tar size>") and the run's script as one more line, and
+ * evaluates the script; the run script extracts the tar into /work and runs
+ * the compile phase (if any) and the program, whose stdin is the rest of the
+ * container's stdin. After each phase it writes "<nonce> compiled|exited
+ * <status>" to stdout and stderr, then sleeps so the container's cgroup, and
+ * with it the usage counters, stays until the executor has read them. The
+ * nonce travels only on stdin and lives in the shell's memory, so the program
+ * cannot print a marker that the executor would believe. Even if it did, it
+ * could only report a status of its own making. Reading with the shell's own
+ * `read` costs no process, which a warm run's start would feel.
  */
-export function launcherScript(plan: RunPlan): string {
+export const LAUNCHER_SCRIPT = [
   // The shell's own stderr goes to /dev/null, so its "Killed" notices never
   // mix into the program's stderr; fd 3 keeps the real stderr for the program
-  // and the markers. Each phase runs in a subshell, because dash reports a
-  // killed simple command on the stderr that command was given.
-  const lines = [
-    'exec 3>&2 2>/dev/null',
-    `IFS=' ' read -r nonce size || exit 125`,
-    // Each marker goes to stdout and to stderr: a stream is complete up to a
-    // phase's end only once its own marker arrives, because Docker (and
-    // gVisor even more) forwards the two pipes independently.
-    `mark() { printf '%s %s %d\\n' "$nonce" "$1" "$2"; printf '%s %s %d\\n' "$nonce" "$1" "$2" >&3; }`,
+  // and the markers.
+  'exec 3>&2 2>/dev/null',
+  "nl='",
+  "'",
+  `IFS=' ' read -r nonce size || exit 125`,
+  'IFS= read -r script || exit 125',
+  // Each marker goes to stdout and to stderr: a stream is complete up to a
+  // phase's end only once its own marker arrives, because Docker (and
+  // gVisor even more) forwards the two pipes independently.
+  `mark() { printf '%s %s %d\\n' "$nonce" "$1" "$2"; printf '%s %s %d\\n' "$nonce" "$1" "$2" >&3; }`,
+  'eval "$script"',
+].join('\n');
+
+/** The per-process limits (rlimits) of a run: open files, file size and CPU seconds. */
+export interface Rlimits {
+  readonly openFiles: number;
+  readonly fileBytes: number;
+  readonly cpuSoftSeconds: number;
+  readonly cpuHardSeconds: number;
+}
+
+/** Rlimits that enforce a run's limits; RLIMIT_CPU is a per-process backstop of the cgroup-wide CPU limit. */
+export function rlimitsOf(limits: RunLimits): Rlimits {
+  const cpuSeconds = Math.ceil(limits.cpuTimeMs / 1000);
+  return {
+    openFiles: limits.maxOpenFiles,
+    fileBytes: limits.maxFileBytes,
+    cpuSoftSeconds: cpuSeconds + 1,
+    cpuHardSeconds: cpuSeconds + 2,
+  };
+}
+
+export interface RunScriptOptions {
+  /**
+   * Set when the sandbox started with higher rlimits than the run's, as a
+   * warm sandbox at the server's defaults does for a run that asks for less:
+   * the script lowers them before anything of the run executes, which needs
+   * no privilege.
+   */
+  readonly lowerRlimits: boolean;
+}
+
+/**
+ * Builds the one-line script a run evaluates inside the launcher: its
+ * rlimits and environment, then the files, the compile phase and the
+ * program. Each phase runs in a subshell, because dash reports a killed
+ * simple command on the stderr that command was given.
+ */
+export function runScript(plan: RunPlan, options: RunScriptOptions): string {
+  const commands: string[] = [];
+  if (options.lowerRlimits) {
+    const rlimits = rlimitsOf(plan.limits);
+    commands.push(
+      `prlimit --pid $$ --nofile=${rlimits.openFiles}:${rlimits.openFiles} --fsize=${rlimits.fileBytes}:${rlimits.fileBytes} --cpu=${rlimits.cpuSoftSeconds}:${rlimits.cpuHardSeconds} || { mark setup-failed 1; exec sleep 86400; }`,
+    );
+  }
+  commands.push(
+    ...plan.env.map((entry) => {
+      const at = entry.indexOf('=');
+      return `export ${entry.slice(0, at)}=${shellQuote(entry.slice(at + 1))}`;
+    }),
     `head -c "$size" | tar -x -f - -C /work || { mark setup-failed 1; exec sleep 86400; }`,
-  ];
+  );
   if (plan.compileArgv !== null) {
-    lines.push(
+    commands.push(
       `(${commandLine(plan.compileArgv)} </dev/null 2>&3 3>&-)`,
       'status=$?',
       'mark compiled "$status"',
       '[ "$status" -eq 0 ] || exec sleep 86400',
     );
   }
-  lines.push(
+  commands.push(
     `(${commandLine(plan.runArgv)} 2>&3 3>&-)`,
     'status=$?',
     'mark exited "$status"',
     'exec sleep 86400',
   );
-  return lines.join('\n');
+  return commands.join('; ');
 }
 
 /** Returns a fresh 128-bit nonce for one run's phase markers. */
@@ -89,8 +151,19 @@ async function tarFiles(files: RunPlan['files']): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Everything the sandbox reads on stdin: the header line, the files as tar, then the program's stdin. */
-export async function launcherInput(plan: RunPlan, nonce: string): Promise<Buffer> {
+/**
+ * Everything the sandbox reads on stdin: the header line, the run script as
+ * one line, the files as tar, then the program's stdin.
+ */
+export async function launcherInput(
+  plan: RunPlan,
+  nonce: string,
+  options: RunScriptOptions,
+): Promise<Buffer> {
   const tar = await tarFiles(plan.files);
-  return Buffer.concat([Buffer.from(`${nonce} ${tar.length}\n`), tar, plan.stdin]);
+  return Buffer.concat([
+    Buffer.from(`${nonce} ${tar.length}\n${runScript(plan, options)}\n`),
+    tar,
+    plan.stdin,
+  ]);
 }

@@ -26,6 +26,7 @@ await runService({
           executor.driver.missingProtections.length === 0
             ? 'none'
             : executor.driver.missingProtections.join('; '),
+        'cordon-warm-pool': () => executor.warmPoolDepth(),
       },
       onStarted: (server) => executor.watchEngine(server),
       close: () => executor.close(),

@@ -79,6 +79,8 @@ export class RunMonitor {
   private cpuTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private streamEnded = false;
+  /** Set once the run ended at its markers; whatever the sandbox writes later is not the run's. */
+  private finished = false;
 
   constructor(
     private readonly plan: RunPlan,
@@ -112,8 +114,9 @@ export class RunMonitor {
     };
   }
 
-  /** Starts reading and timing; call right after the container started. */
+  /** Starts reading and timing; call right before the run's input goes in. */
   begin(signal: AbortSignal): void {
+    this.observation.runStartedAt = performance.now();
     this.stream.on('data', (chunk: Buffer) => this.onChunk(chunk));
     this.stream.on('end', () => this.onStreamEnd());
     this.stream.on('close', () => this.onStreamEnd());
@@ -128,6 +131,8 @@ export class RunMonitor {
         once: true,
       },
     );
+    // A warm sandbox's stream was paused when it left the pool.
+    this.stream.resume();
   }
 
   /** Returns the next output for the client, or 'end' once the container's stream is over. */
@@ -162,10 +167,9 @@ export class RunMonitor {
     this.stream.resume();
   }
 
-  /** Closes the attach stream after the container is gone. */
+  /** Stops the timers; the stream is closed by whoever removes the sandbox. */
   close(): void {
     this.clearTimers();
-    this.stream.destroy();
   }
 
   private async collectAndKill(): Promise<void> {
@@ -249,9 +253,11 @@ export class RunMonitor {
     this.finalMarkers[name] = marker;
     this.observation.endedAt ??= performance.now();
     if (this.finalMarkers.stdout !== undefined && this.finalMarkers.stderr !== undefined) {
-      // Both streams are complete now: nothing the program wrote is still in flight.
+      // Both streams are complete now: nothing the program wrote is still in
+      // flight, so the run is over once its usage is read. The container is
+      // killed afterwards, off the client's path.
       this.observation.marker = this.finalMarkers.stderr;
-      void this.collectAndKillOnce();
+      void this.finishAtMarkers();
     }
   }
 
@@ -265,14 +271,27 @@ export class RunMonitor {
     );
   }
 
-  private collectAndKillOnce(): Promise<void> {
-    return (this.stopping ??= this.collectAndKill());
+  private async finishAtMarkers(): Promise<void> {
+    if (this.stopping !== undefined) return;
+    this.stopping = this.readFinalUsage();
+    await this.stopping;
+    this.finished = true;
+    this.push('end');
+  }
+
+  private async readFinalUsage(): Promise<void> {
+    this.clearTimers();
+    try {
+      this.observation.usage = await this.driver.readUsage(this.sandbox.id);
+    } catch {
+      // Usage stays unknown; the outcome then asks the engine about OOM kills.
+    }
   }
 
   /** Queues output up to the output limit, counting stdout and stderr together. */
   private deliver(name: StreamName, data: Buffer): void {
     const observation = this.observation;
-    if (observation.outputTruncated || data.length === 0) return;
+    if (observation.outputTruncated || this.finished || data.length === 0) return;
 
     const phase = this.streamPhase[name];
     const used = observation.stdoutBytes + observation.stderrBytes;
@@ -308,7 +327,7 @@ export class RunMonitor {
   }
 
   private onStreamEnd(): void {
-    if (this.streamEnded) return;
+    if (this.streamEnded || this.finished) return;
     this.streamEnded = true;
     this.clearTimers();
     for (const name of ['stdout', 'stderr'] as const) {

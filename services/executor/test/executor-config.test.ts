@@ -28,6 +28,16 @@ describe('executor configuration', () => {
       { CORDON_DOCKER_RUNTIME: 'kata' },
       'cordon-executor: invalid configuration: CORDON_DOCKER_RUNTIME="kata" is invalid: expected one of runc, runsc',
     ],
+    [
+      'a warm pool larger than allowed',
+      { CORDON_WARM_POOL_SIZE: 'python=65' },
+      'cordon-executor: invalid configuration: CORDON_WARM_POOL_SIZE="python=65" is invalid: expected a count from 0 to 64 for every runtime and/or runtime=count pairs, comma-separated, e.g. "2" or "2,java=0"',
+    ],
+    [
+      'a warm pool for a runtime the catalog lacks',
+      { CORDON_WARM_POOL_SIZE: '1,ruby=2' },
+      'cordon-executor: invalid configuration: CORDON_WARM_POOL_SIZE names the runtime ruby, which the catalog does not have; known runtimes: python, javascript, java',
+    ],
   ])('stops with exit 2 on %s', async (_case, env, message) => {
     const executor = startServiceProcess(MAIN, [], {
       CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',

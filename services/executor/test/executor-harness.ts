@@ -2,17 +2,43 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  InterceptingCall,
+  Metadata,
+  type Interceptor,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { executorV1 } from '@cordon/proto';
 import {
   killLeftoverProcesses,
   startListeningService,
   type ServiceProcess,
 } from '../../../test/support/service-process.js';
+import { tokenInterceptor } from '../../../test/support/test-tokens.js';
 
 export const { RunStatus, RunPhase, OutputStream } = executorV1;
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+/** Agent id of the harness's calls. */
+export const TEST_AGENT_ID = 'agent-test';
+/** Deadline the harness gives calls that set none, because Execute requires one. */
+export const TEST_DEADLINE_MS = 300_000;
+
+/** Gives a call without a deadline the harness's default deadline. */
+const defaultDeadline: Interceptor = (options, nextCall) =>
+  new InterceptingCall(
+    nextCall({ ...options, deadline: options.deadline ?? Date.now() + TEST_DEADLINE_MS }),
+  );
+
+/**
+ * Client options that make a plain executor client call as the test agent,
+ * with a deadline when the test sets none.
+ */
+export function testClientOptions(): { interceptors: Interceptor[] } {
+  return { interceptors: [tokenInterceptor(TEST_AGENT_ID), defaultDeadline] };
+}
 
 /** OCI runtime the suites run under: runc, or runsc when CORDON_TEST_DOCKER_RUNTIME is runsc. */
 export const TEST_RUNTIME =
@@ -25,6 +51,15 @@ export const TEST_DRIVER =
 /** The isolation RunStarted reports under the suite's driver and runtime. */
 export const TEST_ISOLATION =
   TEST_DRIVER === 'process' ? 'process/bubblewrap' : `docker/${TEST_RUNTIME}`;
+
+/**
+ * Warm sandboxes per runtime in the suites: the product default of 2, or
+ * CORDON_TEST_WARM_POOL_SIZE, so CI runs the behaviour suites with the pool on and off.
+ */
+export const TEST_WARM_POOL_SIZE = process.env['CORDON_TEST_WARM_POOL_SIZE'] ?? '2';
+
+/** How long a finished run's container may take to be removed in the background. */
+const REMOVAL_GRACE_MS = 10_000;
 
 export interface RunResult {
   started: executorV1.RunStarted | undefined;
@@ -45,8 +80,10 @@ export interface ExecutorUnderTest {
   readonly executorId: string;
   readonly client: executorV1.ExecutorServiceClient;
   run(request: Partial<executorV1.ExecuteRequest>, options?: RunOptions): Promise<RunResult>;
-  /** Ids of containers of this executor that still exist. */
+  /** Ids of containers of this executor that still exist, warm ones included. */
   containers(): string[];
+  /** Ids of containers a run has had that still exist after the removal grace time; [] when all are gone. */
+  leftoverRunContainers(): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -59,6 +96,11 @@ export async function startExecutor(env: Record<string, string> = {}): Promise<E
     CORDON_DOCKER_RUNTIME: TEST_RUNTIME,
     CORDON_SANDBOX_DRIVER: TEST_DRIVER,
     CORDON_EXECUTOR_AUDIT: 'off',
+    CORDON_WARM_POOL_SIZE: TEST_WARM_POOL_SIZE,
+    // These suites test the sandbox; the scan policy and per-agent limits have suites of their own.
+    CORDON_SCAN_POLICY: 'off',
+    CORDON_EXECUTOR_RUNS_PER_MINUTE: '100000',
+    CORDON_EXECUTOR_CONCURRENT_RUNS_PER_AGENT: '10000',
     ...env,
   });
   const client = new executorV1.ExecutorServiceClient(
@@ -66,28 +108,46 @@ export async function startExecutor(env: Record<string, string> = {}): Promise<E
     credentials.createInsecure(),
     {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      ...testClientOptions(),
     },
   );
 
-  const containers = (): string[] => {
+  const listContainers = (): { id: string; name: string }[] => {
     if (TEST_DRIVER === 'process') {
       // The process driver's analogue of a container is a run's cgroup; every suite shares the parent.
       const parent = '/sys/fs/cgroup/pids/cordon';
       return existsSync(parent)
         ? readdirSync(parent, { withFileTypes: true })
             .filter((entry) => entry.isDirectory())
-            .map((entry) => entry.name)
+            .map((entry) => ({ id: entry.name, name: entry.name }))
         : [];
     }
     const output = execFileSync(
       'docker',
-      ['ps', '-aq', '--filter', `label=cordon.executor-id=${executorId}`],
-      {
-        encoding: 'utf8',
-      },
+      [
+        'ps',
+        '-a',
+        '--filter',
+        `label=cordon.executor-id=${executorId}`,
+        '--format',
+        '{{.ID}} {{.Names}}',
+      ],
+      { encoding: 'utf8' },
     );
-    return output.split('\n').filter((line) => line !== '');
+    return output
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => {
+        const [id = '', name = ''] = line.split(' ');
+        return { id, name };
+      });
   };
+  const containers = (): string[] => listContainers().map((container) => container.id);
+  // A warm sandbox is renamed after the run it is given, so the name tells idle ones apart.
+  const runContainers = (): string[] =>
+    listContainers()
+      .filter((container) => !container.name.startsWith('cordon-warm-'))
+      .map((container) => container.id);
 
   return {
     process: service,
@@ -95,6 +155,13 @@ export async function startExecutor(env: Record<string, string> = {}): Promise<E
     client,
     run: (request, options) => runProgram(client, request, options),
     containers,
+    leftoverRunContainers: async () => {
+      const deadline = Date.now() + REMOVAL_GRACE_MS;
+      while (runContainers().length > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return runContainers();
+    },
     stop: async () => {
       client.close();
       await killLeftoverProcesses();
@@ -187,7 +254,10 @@ export function python(
   return { runtime: 'python', files: [{ path: 'main.py', content: Buffer.from(code) }], ...extra };
 }
 
-/** Counts container create events of one executor since a moment, to prove nothing was created. */
+/**
+ * Counts container create events of one executor's runs since a moment, to
+ * prove a request created nothing; warm sandboxes refilling the pool do not count.
+ */
 export function containersCreatedSince(executorId: string, sinceMs: number): number {
   const output = execFileSync(
     'docker',
@@ -202,9 +272,10 @@ export function containersCreatedSince(executorId: string, sinceMs: number): num
       '--filter',
       'event=create',
       '--format',
-      '{{.ID}}',
+      '{{.Actor.Attributes.name}}',
     ],
     { encoding: 'utf8' },
   );
-  return output.split('\n').filter((line) => line !== '').length;
+  return output.split('\n').filter((name) => name !== '' && !name.startsWith('cordon-warm-'))
+    .length;
 }

@@ -21,7 +21,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const leftovers = executor.containers();
+  const leftovers = await executor.leftoverRunContainers();
   await executor.stop();
   expect(leftovers, 'containers left behind by the executor').toEqual([]);
 });

@@ -6,19 +6,29 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { executorV1 } from '@cordon/proto';
 import { checkHealth } from '../../../test/support/grpc-probes.js';
 import { DockerProxy } from './docker-proxy.js';
-import { python, RunStatus, startExecutor, type ExecutorUnderTest } from './executor-harness.js';
+import { mintTestToken } from '../../../test/support/test-tokens.js';
+import {
+  python,
+  RunStatus,
+  startExecutor,
+  TEST_AGENT_ID,
+  testClientOptions,
+  type ExecutorUnderTest,
+} from './executor-harness.js';
 
 const started: ExecutorUnderTest[] = [];
 const proxies: DockerProxy[] = [];
 
 async function executorWith(env: Record<string, string> = {}): Promise<ExecutorUnderTest> {
-  const executor = await startExecutor(env);
+  // These tests count a run's containers, so no warm sandbox may be among them.
+  const executor = await startExecutor({ CORDON_WARM_POOL_SIZE: '0', ...env });
   started.push(executor);
   return executor;
 }
 
 afterEach(async () => {
-  const leftovers = started.flatMap((executor) => executor.containers());
+  const leftovers: string[] = [];
+  for (const executor of started) leftovers.push(...(await executor.leftoverRunContainers()));
   for (const executor of started.splice(0)) await executor.stop();
   for (const proxy of proxies.splice(0)) await proxy.dispose();
   expect(leftovers, 'containers left behind by the executors').toEqual([]);
@@ -70,9 +80,11 @@ describe('client cancel', () => {
       [
         '--input-type=module',
         '-e',
-        `import { credentials } from '@grpc/grpc-js';
+        `import { credentials, Metadata } from '@grpc/grpc-js';
          import { executorV1 } from '@cordon/proto';
          const client = new executorV1.ExecutorServiceClient('127.0.0.1:${executor.process.port}', credentials.createInsecure());
+         const metadata = new Metadata();
+         metadata.set('authorization', 'Bearer ${mintTestToken({ subject: TEST_AGENT_ID, role: 'agent' })}');
          client.execute(executorV1.ExecuteRequest.fromPartial(${JSON.stringify({
            runtime: 'python',
            limits: { wallTimeMs: 120000 },
@@ -80,7 +92,7 @@ describe('client cancel', () => {
            .slice(0, -1)
            .concat(
              ', files: [{ path: "main.py", content: Buffer.from("import time\\ntime.sleep(60)") }] }',
-           )}))
+           )}), metadata, { deadline: Date.now() + 120000 })
            .on('data', () => {}).on('error', () => {});`,
       ],
       { cwd: fileURLToPath(new URL('../../..', import.meta.url)), stdio: 'ignore' },
@@ -247,6 +259,7 @@ describe('backpressure', () => {
     const client = new executorV1.ExecutorServiceClient(
       `127.0.0.1:${executor.process.port}`,
       credentials.createInsecure(),
+      testClientOptions(),
     );
     const chunks: Buffer[] = [];
     let peakRss = 0;

@@ -38,7 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const leftovers = executor.containers();
+  const leftovers = await executor.leftoverRunContainers();
   await executor.stop();
   expect(leftovers, 'containers left behind by the executor').toEqual([]);
 });
@@ -69,7 +69,7 @@ describe('wall-clock limit', () => {
     expect(result.stdout.toString()).toBe('before the limit\n');
     expect(result.exited?.wallTimeMs).toBeGreaterThanOrEqual(1500);
     expect(result.exited?.wallTimeMs).toBeLessThan(1500 + WALL_GRACE_MS);
-    expect(executor.containers()).toEqual([]);
+    expect(await executor.leftoverRunContainers()).toEqual([]);
   });
 });
 

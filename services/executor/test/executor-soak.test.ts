@@ -102,7 +102,7 @@ describe('soak', () => {
       'fork bomb:expected': 100,
       'cancel:cancelled': 100,
     });
-    expect(executor.containers()).toEqual([]);
+    expect(await executor.leftoverRunContainers()).toEqual([]);
     expect(openDescriptors(pid)).toBeLessThanOrEqual(descriptorsBefore + 4);
     expect(residentBytes(pid) - rssBefore).toBeLessThan(64 * 1024 ** 2);
   }, 600_000);

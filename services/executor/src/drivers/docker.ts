@@ -1,6 +1,7 @@
 import Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
-import { SANDBOX_UID } from '../launcher.js';
+import type { RunLimits } from '../executor-options.js';
+import { LAUNCHER_PROCESSES, LAUNCHER_SCRIPT, rlimitsOf, SANDBOX_UID } from '../launcher.js';
 import type { CgroupReader, CgroupUsage } from '../cgroup-usage.js';
 import type { ContainerExit, Sandbox, SandboxDriver, SandboxSpec } from './sandbox.js';
 
@@ -11,8 +12,13 @@ export const EXECUTOR_ID_LABEL = 'cordon.executor-id';
 export const EXECUTOR_PID_LABEL = 'cordon.executor-pid';
 export const EXECUTOR_START_LABEL = 'cordon.executor-start';
 
-/** Processes the launcher adds to the program's own: tini and the launcher shell. */
-export const LAUNCHER_PROCESSES = 2;
+/** Names a run's container after the run, so `docker ps` shows which run each serves. */
+export function runContainerName(runId: string): string {
+  return `cordon-run-${runId}`;
+}
+
+/** Set on warm sandboxes to the runtime whose pool they wait in. */
+export const POOL_LABEL = 'cordon.pool';
 
 /**
  * Host threads of gVisor's own sentry and gofer, which count against the
@@ -70,6 +76,16 @@ export class DockerSandbox implements Sandbox {
     return { exitCode: info.State.ExitCode, oomKilled: info.State.OOMKilled };
   }
 
+  /** Renames a warm sandbox after the run it was given; labels cannot change after creation. */
+  async rename(name: string): Promise<void> {
+    await this.container.rename({ name });
+  }
+
+  /** Sets the cgroup limits of a running sandbox, before anything of its run enters it. */
+  async updateLimits(limits: RunLimits, runtime: 'runc' | 'runsc'): Promise<void> {
+    await this.container.update(cgroupLimits(limits, runtime));
+  }
+
   async remove(): Promise<void> {
     try {
       await this.container.remove({ force: true, v: true });
@@ -79,16 +95,30 @@ export class DockerSandbox implements Sandbox {
   }
 }
 
+/** The limits Docker can change on a running container: memory, swap and processes. */
+export function cgroupLimits(
+  limits: RunLimits,
+  runtime: 'runc' | 'runsc',
+): { Memory: number; MemorySwap: number; PidsLimit: number } {
+  const processes = limits.maxProcesses + LAUNCHER_PROCESSES;
+  return {
+    Memory: limits.memoryBytes,
+    MemorySwap: limits.memoryBytes,
+    PidsLimit: runtime === 'runsc' ? processes + RUNSC_SANDBOX_THREADS : processes,
+  };
+}
+
 /** Builds the Docker create options that give a run the isolation baseline. */
 export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateOptions {
-  const { limits } = spec;
-  const cpuSeconds = Math.ceil(limits.cpuTimeMs / 1000);
-  const processes = limits.maxProcesses + LAUNCHER_PROCESSES;
+  const { limits, rlimitCeiling } = spec;
+  const rlimits = rlimitsOf(rlimitCeiling);
+  const ceilingProcesses = rlimitCeiling.maxProcesses + LAUNCHER_PROCESSES;
   const gvisor = spec.runtime === 'runsc';
   return {
     Image: spec.imageId,
-    Cmd: ['/bin/sh', '-c', spec.script],
-    Env: [...spec.env],
+    Cmd: ['/bin/sh', '-c', LAUNCHER_SCRIPT],
+    // The run's environment is exported by its run script, so a sandbox can start before its run is known.
+    Env: [],
     User: `${SANDBOX_UID}:${SANDBOX_UID}`,
     WorkingDir: '/work',
     Labels: {
@@ -96,6 +126,7 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
       [EXECUTOR_ID_LABEL]: spec.executor.executorId,
       [EXECUTOR_PID_LABEL]: String(spec.executor.pid),
       [EXECUTOR_START_LABEL]: spec.executor.startTicks,
+      ...(spec.poolRuntime === undefined ? {} : { [POOL_LABEL]: spec.poolRuntime }),
     },
     AttachStdin: true,
     AttachStdout: true,
@@ -115,19 +146,17 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
       },
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges'],
-      PidsLimit: gvisor ? processes + RUNSC_SANDBOX_THREADS : processes,
-      Memory: limits.memoryBytes,
-      MemorySwap: limits.memoryBytes,
+      ...cgroupLimits(limits, spec.runtime),
       NanoCpus: spec.nanoCpus,
       Ulimits: [
-        { Name: 'nofile', Soft: limits.maxOpenFiles, Hard: limits.maxOpenFiles },
-        { Name: 'fsize', Soft: limits.maxFileBytes, Hard: limits.maxFileBytes },
+        { Name: 'nofile', Soft: rlimits.openFiles, Hard: rlimits.openFiles },
+        { Name: 'fsize', Soft: rlimits.fileBytes, Hard: rlimits.fileBytes },
         // A per-process backstop; the executor enforces the cgroup-wide CPU limit itself.
-        { Name: 'cpu', Soft: cpuSeconds + 1, Hard: cpuSeconds + 2 },
+        { Name: 'cpu', Soft: rlimits.cpuSoftSeconds, Hard: rlimits.cpuHardSeconds },
         { Name: 'core', Soft: 0, Hard: 0 },
         // RLIMIT_NPROC counts per user, and under runc every sandbox shares
         // uid 10001 with all the others on the host; gVisor counts per sandbox.
-        ...(gvisor ? [{ Name: 'nproc', Soft: processes, Hard: processes }] : []),
+        ...(gvisor ? [{ Name: 'nproc', Soft: ceilingProcesses, Hard: ceilingProcesses }] : []),
       ],
       IpcMode: 'private',
       OomScoreAdj: 1000,
@@ -177,7 +206,11 @@ export class DockerDriver implements SandboxDriver {
   }
 
   async createSandbox(spec: SandboxSpec): Promise<DockerSandbox> {
-    const container = await this.docker.createContainer(sandboxCreateOptions(spec));
+    const container = await this.docker.createContainer({
+      name:
+        spec.poolRuntime === undefined ? runContainerName(spec.runId) : `cordon-warm-${spec.runId}`,
+      ...sandboxCreateOptions(spec),
+    });
     return new DockerSandbox(container, container.id);
   }
 }

@@ -8,7 +8,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { Duplex } from 'node:stream';
-import { SANDBOX_UID } from '../launcher.js';
+import { LAUNCHER_SCRIPT, rlimitsOf, SANDBOX_UID } from '../launcher.js';
+import { BASE_ENV } from '../run-request.js';
 import { CgroupReader, type CgroupUsage } from '../cgroup-usage.js';
 import type { ContainerExit, Sandbox, SandboxDriver, SandboxSpec } from './sandbox.js';
 
@@ -86,7 +87,7 @@ const AS_SANDBOX_USER = [
 
 function bubblewrapArgs(spec: SandboxSpec): string[] {
   const { limits } = spec;
-  const env = [...IMAGE_ENV, `HOSTNAME=${spec.runId.slice(0, 12)}`, ...spec.env];
+  const env = [...BASE_ENV, ...IMAGE_ENV, `HOSTNAME=${spec.runId.slice(0, 12)}`];
   return [
     '--unshare-all',
     '--unshare-user',
@@ -131,7 +132,7 @@ function bubblewrapArgs(spec: SandboxSpec): string[] {
     '--',
     '/bin/sh',
     '-c',
-    spec.script,
+    LAUNCHER_SCRIPT,
   ];
 }
 
@@ -181,8 +182,7 @@ class ProcessSandbox implements Sandbox {
   }
 
   start(): Promise<void> {
-    const { limits } = this.spec;
-    const cpuSeconds = Math.ceil(limits.cpuTimeMs / 1000);
+    const rlimits = rlimitsOf(this.spec.limits);
     const groups = Object.values(this.groups).map((folder) => `${folder}/${this.id}`);
     // A root shell joins the run's cgroups before anything of the run exists,
     // so every later process starts inside them, then drops to the sandbox
@@ -197,9 +197,9 @@ class ProcessSandbox implements Sandbox {
         '--',
         ...AS_SANDBOX_USER,
         'prlimit',
-        `--nofile=${limits.maxOpenFiles}:${limits.maxOpenFiles}`,
-        `--fsize=${limits.maxFileBytes}:${limits.maxFileBytes}`,
-        `--cpu=${cpuSeconds + 1}:${cpuSeconds + 2}`,
+        `--nofile=${rlimits.openFiles}:${rlimits.openFiles}`,
+        `--fsize=${rlimits.fileBytes}:${rlimits.fileBytes}`,
+        `--cpu=${rlimits.cpuSoftSeconds}:${rlimits.cpuHardSeconds}`,
         '--core=0:0',
         '--',
         'bwrap',

@@ -14,9 +14,15 @@ export interface SandboxSpec {
   readonly executor: ExecutorInstance;
   /** Image id (sha256:…) for Docker; unused by the process driver, which runs the host's runtimes. */
   readonly imageId: string;
-  readonly script: string;
-  readonly env: readonly string[];
+  /** Labels this sandbox as a warm one of that runtime's pool, before any run has it. */
+  readonly poolRuntime?: string;
   readonly limits: RunLimits;
+  /**
+   * Limits whose per-process fields (open files, file size, CPU seconds) set
+   * the sandbox's rlimits. A warm sandbox gets the server's defaults here and
+   * the run script lowers them for a run that asks for less; a cold one gets `limits`.
+   */
+  readonly rlimitCeiling: RunLimits;
   readonly runtime: 'runc' | 'runsc';
   readonly nanoCpus: number;
 }

@@ -294,6 +294,16 @@ export interface RunStarted {
   missingProtections: string[];
   /** W3C trace id of this run, for looking it up in the audit log. */
   traceId: string;
+  /**
+   * Time from a free slot to a sandbox ready for the run's input: near zero
+   * on the warm path, the container's creation and start on the cold path.
+   */
+  sandboxWaitMs: number;
+  /**
+   * Why the run took the cold path, e.g. "no warm sandbox was ready"; empty
+   * on the warm path.
+   */
+  coldReason: string;
 }
 
 /**
@@ -1147,6 +1157,8 @@ function createBaseRunStarted(): RunStarted {
     limits: undefined,
     missingProtections: [],
     traceId: '',
+    sandboxWaitMs: 0,
+    coldReason: '',
   };
 }
 
@@ -1178,6 +1190,12 @@ export const RunStarted: MessageFns<RunStarted> = {
     }
     if (message.traceId !== '') {
       writer.uint32(74).string(message.traceId);
+    }
+    if (message.sandboxWaitMs !== 0) {
+      writer.uint32(80).uint64(message.sandboxWaitMs);
+    }
+    if (message.coldReason !== '') {
+      writer.uint32(90).string(message.coldReason);
     }
     return writer;
   },
@@ -1267,6 +1285,22 @@ export const RunStarted: MessageFns<RunStarted> = {
             message.traceId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.sandboxWaitMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.coldReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1310,6 +1344,16 @@ export const RunStarted: MessageFns<RunStarted> = {
         : isSet(object.trace_id)
           ? globalThis.String(object.trace_id)
           : '',
+      sandboxWaitMs: isSet(object.sandboxWaitMs)
+        ? globalThis.Number(object.sandboxWaitMs)
+        : isSet(object.sandbox_wait_ms)
+          ? globalThis.Number(object.sandbox_wait_ms)
+          : 0,
+      coldReason: isSet(object.coldReason)
+        ? globalThis.String(object.coldReason)
+        : isSet(object.cold_reason)
+          ? globalThis.String(object.cold_reason)
+          : '',
     };
   },
 
@@ -1342,6 +1386,12 @@ export const RunStarted: MessageFns<RunStarted> = {
     if (message.traceId !== '') {
       obj.traceId = message.traceId;
     }
+    if (message.sandboxWaitMs !== 0) {
+      obj.sandboxWaitMs = Math.round(message.sandboxWaitMs);
+    }
+    if (message.coldReason !== '') {
+      obj.coldReason = message.coldReason;
+    }
     return obj;
   },
 
@@ -1365,6 +1415,8 @@ export const RunStarted: MessageFns<RunStarted> = {
         : undefined;
     message.missingProtections = object.missingProtections?.map((e) => e) || [];
     message.traceId = object.traceId ?? '';
+    message.sandboxWaitMs = object.sandboxWaitMs ?? 0;
+    message.coldReason = object.coldReason ?? '';
     return message;
   },
 };
