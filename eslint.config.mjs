@@ -10,7 +10,12 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        project: ['./libs/*/tsconfig.json', './services/*/tsconfig.json', './tsconfig.check.json'],
+        project: [
+          './libs/*/tsconfig.json',
+          './services/*/tsconfig.json',
+          './cli/tsconfig.json',
+          './tsconfig.check.json',
+        ],
         tsconfigRootDir: import.meta.dirname,
       },
     },

@@ -1,0 +1,94 @@
+import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { UsageError } from './usage-error.js';
+
+export interface SubmittedFile {
+  /** Path relative to the folder the files share, with "/" separators. */
+  path: string;
+  content: Buffer;
+}
+
+export interface Submission {
+  files: SubmittedFile[];
+  /** Request path of the first FILE argument, which the program starts from. */
+  entrypoint: string;
+}
+
+// Caches and dependency folders that a run never needs and that can be large.
+const SKIPPED_FOLDERS = new Set(['__pycache__', 'node_modules', '.git']);
+
+function statOrThrow(path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      code === 'ENOENT'
+        ? `${path}: no such file or folder`
+        : `${path}: cannot read it (${code ?? 'unknown error'})`,
+    );
+  }
+}
+
+function walk(folder: string, found: string[]): void {
+  const entries = readdirSync(folder, { withFileTypes: true }).sort((a, b) =>
+    a.name < b.name ? -1 : 1,
+  );
+  for (const entry of entries) {
+    if (entry.name.startsWith('.') || SKIPPED_FOLDERS.has(entry.name)) continue;
+    const path = join(folder, entry.name);
+    if (entry.isDirectory()) {
+      walk(path, found);
+    } else if (entry.isFile()) {
+      found.push(path);
+    }
+  }
+}
+
+function commonFolder(paths: readonly string[]): string {
+  let common = paths[0] ?? '.';
+  for (const path of paths) {
+    while (common !== dirname(common) && !`${path}${sep}`.startsWith(`${common}${sep}`)) {
+      common = dirname(common);
+    }
+  }
+  return common;
+}
+
+/**
+ * Collects the files of a run. The first argument is the entry file; a
+ * folder argument adds every file under it, except hidden files and
+ * caches. Request paths are relative to the deepest folder that holds
+ * every file, so `cordon run app/main.py app/lib` sends main.py and lib/....
+ */
+export function collectFiles(args: readonly string[]): Submission {
+  const [entryArgument] = args;
+  if (entryArgument === undefined) {
+    throw new UsageError('run: missing FILE; usage: cordon run FILE... [flags]');
+  }
+  if (!statOrThrow(entryArgument).isFile()) {
+    throw new UsageError(
+      `run: the first argument ${entryArgument} must be the file to run, not a folder`,
+    );
+  }
+
+  const absolute: string[] = [];
+  for (const argument of args) {
+    const path = resolve(argument);
+    if (statOrThrow(argument).isDirectory()) {
+      walk(path, absolute);
+    } else {
+      absolute.push(path);
+    }
+  }
+  const unique = [...new Set(absolute)];
+  const base = commonFolder(unique.map((path) => dirname(path)));
+  const toRequestPath = (path: string): string => relative(base, path).split(sep).join('/');
+
+  const entryPath = resolve(entryArgument);
+  const ordered = [entryPath, ...unique.filter((path) => path !== entryPath)];
+  return {
+    files: ordered.map((path) => ({ path: toRequestPath(path), content: readFileSync(path) })),
+    entrypoint: toRequestPath(entryPath),
+  };
+}

@@ -1,0 +1,5 @@
+"""Descriptive statistics of a list of numbers."""
+
+from .summary import mean, median, summarize
+
+__all__ = ["mean", "median", "summarize"]
