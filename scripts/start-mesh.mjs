@@ -6,7 +6,7 @@
 //
 // Usage: node scripts/start-mesh.mjs [--examples]   (npm start [-- --examples])
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -33,44 +33,7 @@ const SERVICES = [
 const DEV_AGENT = 'dev';
 
 /** The examples as README walks through them, with the exit code each must give. */
-const EXAMPLES = [
-  {
-    title: 'a Python package with its own unit tests, run in the sandbox',
-    args: ['run', 'examples/python-stats/run_tests.py', 'examples/python-stats'],
-    exitCode: 0,
-  },
-  {
-    title: 'a Node.js report from JSON on stdin',
-    args: ['run', 'examples/node-report/report.js', '--stdin', 'examples/node-report/orders.json'],
-    exitCode: 0,
-  },
-  {
-    title: 'a Java program of two classes with input',
-    args: [
-      'run',
-      'examples/java-inventory/Main.java',
-      'examples/java-inventory/Inventory.java',
-      '--stdin',
-      'examples/java-inventory/input.txt',
-    ],
-    exitCode: 0,
-  },
-  {
-    title: 'a fork bomb, ended by the wall clock with the process limit holding',
-    args: ['run', 'examples/misbehaving/fork_bomb.py', '--timeout', '3s', '--pids', '32'],
-    exitCode: 124,
-  },
-  {
-    title: 'an allocation bomb, ended at the memory limit',
-    args: ['run', 'examples/misbehaving/alloc_bomb.py', '--memory', '128m'],
-    exitCode: 137,
-  },
-  {
-    title: 'the scanner on a file with obvious weaknesses',
-    args: ['scan', 'examples/security/vulnerable.py', '--fail-on', 'high'],
-    exitCode: 1,
-  },
-];
+const EXAMPLES = JSON.parse(readFileSync(join(root, 'examples', 'runs.json'), 'utf8'));
 
 const { values: flags } = parseArgs({ options: { examples: { type: 'boolean', default: false } } });
 

@@ -5,14 +5,20 @@
 //
 // Usage: node bench/execute/execute.mjs [runs]   (default 30 per path and
 // runtime; needs the images and a running Docker engine, as after
-// scripts/setup-host). The executors run with auditing off, so the figures
-// are the executor's own; an audit append adds one local gRPC call at each end.
+// scripts/setup-host). The executors run with auditing and the scan policy
+// off, so the figures are the executor's own; an audit append adds one local
+// gRPC call at each end, a scan one more before the start.
 import { execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { credentials } from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import { executorV1 } from '@cordon/proto';
+import { createToken } from '@cordon/service-kit';
 import { ms, printTable, quantile } from '../support/stats.mjs';
 
 const runs = Number(process.argv[2] ?? '30');
@@ -22,6 +28,16 @@ const executorMain = fileURLToPath(
   new URL('../../services/executor/dist/main.js', import.meta.url),
 );
 const execFileAsync = promisify(execFile);
+
+// The executors verify tokens signed with a key of this run.
+const keyFolder = mkdtempSync(join(tmpdir(), 'cordon-bench-'));
+const keyFile = join(keyFolder, 'token.key');
+writeFileSync(keyFile, randomBytes(32).toString('base64url'), { mode: 0o600 });
+const metadata = new Metadata();
+metadata.set(
+  'authorization',
+  `Bearer ${await createToken({ agentId: 'bench', role: 'agent', ttl: '1h', keyFile })}`,
+);
 
 const RUNTIMES = {
   python: {
@@ -95,6 +111,10 @@ function startExecutor(poolSize) {
         PATH: process.env.PATH,
         CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
         CORDON_EXECUTOR_AUDIT: 'off',
+        CORDON_SCAN_POLICY: 'off',
+        CORDON_TOKEN_KEY_FILE: keyFile,
+        CORDON_EXECUTOR_RUNS_PER_MINUTE: '100000',
+        CORDON_EXECUTOR_CONCURRENT_RUNS_PER_AGENT: '1000',
         CORDON_WARM_POOL_SIZE: `${poolSize},java=0`,
         CORDON_LOG_LEVEL: 'info',
       },
@@ -128,6 +148,8 @@ function execute(client, runtime) {
         runtime,
         files: [{ path: spec.file, content: Buffer.from(spec.code) }],
       }),
+      metadata,
+      { deadline: Date.now() + 60_000 },
     );
     call.on('data', (response) => {
       const event = response.event;
@@ -250,4 +272,5 @@ try {
   cold.client.close();
   warm.child.kill('SIGTERM');
   cold.child.kill('SIGTERM');
+  rmSync(keyFolder, { recursive: true, force: true });
 }

@@ -30,7 +30,7 @@ interface Lease {
   readonly stream: Duplex;
   /** False for a cold sandbox, which the run starts once it reads the stream. */
   readonly started: boolean;
-  /** Why the run took the cold path; undefined on the warm path. */
+  /** The reason the run took the cold path; undefined on the warm path. */
   readonly coldReason: string | undefined;
   /** True when the sandbox's rlimits are above the run's and the run script must lower them. */
   readonly lowerRlimits: boolean;

@@ -12,7 +12,7 @@ import type { RunPlan } from './run-request.js';
 
 const { Severity } = commonV1;
 
-/** What the executor does with the scanner's findings before a run. */
+/** The executor's handling of the scanner's findings before a run. */
 export type ScanPolicy =
   | { readonly mode: 'off' }
   | { readonly mode: 'report' }

@@ -38,6 +38,11 @@ describe('executor configuration', () => {
       { CORDON_WARM_POOL_SIZE: '1,ruby=2' },
       'cordon-executor: invalid configuration: CORDON_WARM_POOL_SIZE names the runtime ruby, which the catalog does not have; known runtimes: python, javascript, java',
     ],
+    [
+      'an unknown scan policy',
+      { CORDON_SCAN_POLICY: 'block:SEVERE' },
+      'cordon-executor: invalid configuration: CORDON_SCAN_POLICY="block:SEVERE" is invalid: expected off, report, or block:LOW, block:MEDIUM, block:HIGH or block:CRITICAL',
+    ],
   ])('stops with exit 2 on %s', async (_case, env, message) => {
     const executor = startServiceProcess(MAIN, [], {
       CORDON_EXECUTOR_ADDRESS: '127.0.0.1:0',
