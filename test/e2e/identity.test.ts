@@ -14,7 +14,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { auditV1, executorV1, memoryV1 } from '@cordon/proto';
+import { auditV1, executorV1, memoryV1, scannerV1 } from '@cordon/proto';
 import {
   readErrorDetails,
   readTokenKey,
@@ -44,6 +44,7 @@ import {
 
 const AUDIT_MAIN = fileURLToPath(new URL('../../services/audit/dist/main.js', import.meta.url));
 const MEMORY_MAIN = fileURLToPath(new URL('../../services/memory/dist/main.js', import.meta.url));
+const SCANNER_MAIN = fileURLToPath(new URL('../../services/scanner/dist/main.js', import.meta.url));
 const DEV_CA = fileURLToPath(new URL('../../scripts/dev-ca', import.meta.url));
 
 const folders: string[] = [];
@@ -146,9 +147,11 @@ function withAuthorization(value: string): Metadata {
 interface Mesh {
   readonly audit: ServiceProcess & { port: number };
   readonly memory: ServiceProcess & { port: number };
+  readonly scanner: ServiceProcess & { port: number };
   readonly executor: ExecutorUnderTest;
   readonly auditAddress: string;
   readonly memoryAddress: string;
+  readonly scannerAddress: string;
   readonly executorAddress: string;
 }
 
@@ -164,6 +167,10 @@ async function startMesh(): Promise<Mesh> {
     CORDON_MEMORY_DB_PATH: join(folder, 'memory.db'),
     CORDON_AUDIT_ADDRESS: auditAddress,
   });
+  const scanner = await startListeningService(SCANNER_MAIN, [], {
+    CORDON_SCANNER_ADDRESS: '127.0.0.1:0',
+    CORDON_AUDIT_ADDRESS: auditAddress,
+  });
   const executor = await startExecutor({
     CORDON_EXECUTOR_AUDIT: 'required',
     CORDON_AUDIT_ADDRESS: auditAddress,
@@ -173,9 +180,11 @@ async function startMesh(): Promise<Mesh> {
   return {
     audit,
     memory,
+    scanner,
     executor,
     auditAddress,
     memoryAddress: `127.0.0.1:${memory.port}`,
+    scannerAddress: `127.0.0.1:${scanner.port}`,
     executorAddress: `127.0.0.1:${executor.process.port}`,
   };
 }
@@ -204,11 +213,11 @@ function attribute(record: auditV1.AuditRecord, name: string): unknown {
 }
 
 interface ServiceUnderTest {
-  readonly service: 'executor' | 'memory' | 'audit';
+  readonly service: 'executor' | 'memory' | 'audit' | 'scanner';
   readonly definition: ServiceDefinition;
   readonly address: (mesh: Mesh) => string;
-  /** A role each method refuses. */
-  readonly wrongRole: Record<string, TestRole>;
+  /** A role each method refuses; null for a method every role may call. */
+  readonly wrongRole: Record<string, TestRole | null>;
 }
 
 const SERVICES: readonly ServiceUnderTest[] = [
@@ -235,6 +244,12 @@ const SERVICES: readonly ServiceUnderTest[] = [
       verify: 'agent',
       export: 'agent',
     },
+  },
+  {
+    service: 'scanner',
+    definition: scannerV1.ScannerServiceService,
+    address: (mesh) => mesh.scannerAddress,
+    wrongRole: { scan: 'auditor', listRules: null },
   },
 ];
 
@@ -315,11 +330,12 @@ describe('tokens on every RPC', () => {
         expect(wrongRole, `a wrong role for ${method.path}`).toBeDefined();
         const fullName = method.path.slice(1);
         for (const authCase of AUTH_CASES) {
+          if (authCase.reason === 'wrong-role' && wrongRole === null) continue;
           const error = await callMethod(
             client,
             target.definition,
             name,
-            authCase.metadata(wrongRole!, fullName),
+            authCase.metadata(wrongRole ?? 'agent', fullName),
           );
           expect(error?.code, `${fullName} with ${authCase.name}`).toBe(authCase.code);
           expect(error?.details).not.toContain('eyJ');
@@ -333,7 +349,7 @@ describe('tokens on every RPC', () => {
       }
     }
 
-    // Executor and memory send their denials in the background.
+    // Executor, memory and scanner send their denials in the background.
     let records: auditV1.AuditRecord[] = [];
     const deadline = Date.now() + 15_000;
     while (records.length < expected.length && Date.now() < deadline) {
@@ -346,7 +362,8 @@ describe('tokens on every RPC', () => {
       reason: attribute(record, 'reason'),
       claimed: record.event?.agentId,
     }));
-    expect(expected).toHaveLength(55);
+    // 13 methods with five cases each, less the wrong role of ListRules, which admits every role.
+    expect(expected).toHaveLength(64);
     expect(found).toEqual(expect.arrayContaining(expected));
     expect(
       records.every(
