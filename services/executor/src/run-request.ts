@@ -31,6 +31,16 @@ const MAX_ARG_BYTES = 16 * 1024;
 const MAX_ENV_VARS = 64;
 const MAX_ENV_VALUE_BYTES = 32 * 1024;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const MAX_CLIENT_REQUEST_ID_CHARACTERS = 128;
+/** Longest request text an error message repeats whole; longer text is cut and its length given. */
+const MAX_QUOTED_CHARACTERS = 64;
+
+/** Quotes request text for an error message without repeating a huge value back. */
+function quoted(text: string): string {
+  return text.length <= MAX_QUOTED_CHARACTERS
+    ? `"${text}"`
+    : `"${text.slice(0, MAX_QUOTED_CHARACTERS)}…" (${text.length} characters)`;
+}
 /** True for C0 controls (NUL among them), DEL and C1 controls. */
 function hasControlCharacter(text: string): boolean {
   for (const character of text) {
@@ -253,11 +263,23 @@ export function planRun(
   }
   const limits = resolveLimits(request, options);
   const env = checkEnv(request.env);
+  if (
+    request.clientRequestId.length > MAX_CLIENT_REQUEST_ID_CHARACTERS ||
+    hasControlCharacter(request.clientRequestId)
+  ) {
+    throw invalid(
+      'client_request_id',
+      `must be at most ${MAX_CLIENT_REQUEST_ID_CHARACTERS} characters without control characters; got ${quoted(request.clientRequestId)}`,
+    );
+  }
 
   const entryPath = request.entrypoint === '' ? request.files[0]?.path : request.entrypoint;
   const entryFile = request.files.find((file) => file.path === entryPath);
   if (entryPath === undefined || entryFile === undefined) {
-    throw invalid('entrypoint', `"${request.entrypoint}" is not the path of a submitted file`);
+    throw invalid(
+      'entrypoint',
+      `${quoted(request.entrypoint)} is not the path of a submitted file`,
+    );
   }
 
   const sources = request.files
@@ -284,7 +306,7 @@ export function planRun(
 export function unknownRuntime(id: string, known: Iterable<string>): CordonError {
   return new CordonError(
     status.INVALID_ARGUMENT,
-    `runtime: "${id}" is not a runtime of this executor; use one of ${[...known].join(', ')}`,
+    `runtime: ${quoted(id)} is not a runtime of this executor; use one of ${[...known].join(', ')}`,
     { details: { fieldViolations: [{ field: 'runtime', description: 'unknown runtime' }] } },
   );
 }

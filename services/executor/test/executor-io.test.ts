@@ -269,6 +269,16 @@ describe('bad requests', () => {
       'entrypoint: "missing.py" is not the path of a submitted file',
     ],
     [
+      'an over-long runtime name, without repeating it whole',
+      { runtime: 'r'.repeat(10_000) },
+      `runtime: "${'r'.repeat(64)}…" (10000 characters) is not a runtime of this executor; use one of python, javascript, java`,
+    ],
+    [
+      'an over-long client request id',
+      { clientRequestId: 'c'.repeat(129) },
+      `client_request_id: must be at most 128 characters without control characters; got "${'c'.repeat(64)}…" (129 characters)`,
+    ],
+    [
       'memory above the maximum',
       { limits: { memoryBytes: 2 * 1024 ** 3 } },
       "limits.memory_bytes: 2147483648 is above this server's maximum 1073741824; lower it or raise CORDON_MAX_MEMORY_BYTES",
