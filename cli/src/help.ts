@@ -29,7 +29,7 @@ Flags:
   --arg A            pass an argument to the program (repeat for more)
   --env K=V          set an environment variable in the sandbox (repeat for more)
   --timeout 10s      wall-clock limit (ms, s, m, h)
-  --cpu 5s           CPU time limit
+  --cpu 10s          CPU time limit
   --memory 256m      memory limit, swap included (k, m, g)
   --pids 64          most processes and threads
   --max-output 1m    most bytes of stdout and stderr together

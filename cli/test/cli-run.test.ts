@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cordon, EXAMPLES, startMesh, token, type Mesh } from './mesh-harness.js';
+import { CORDON_BIN, cordon, EXAMPLES, startMesh, token, type Mesh } from './mesh-harness.js';
 
 let mesh: Mesh;
 let env: Record<string, string>;
@@ -195,6 +196,24 @@ describe('cordon run', () => {
   });
 });
 
+describe('cordon as a filter', () => {
+  it('ends quietly when its reader goes away, as piped into head', async () => {
+    const program = join(mesh.folder, 'many_lines.py');
+    writeFileSync(program, 'for i in range(10**7):\n    print(i)\n');
+    const child = spawn(process.execPath, [CORDON_BIN, 'run', '--timeout', '20s', program], {
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env },
+    });
+    let stderr = '';
+    child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
+    child.stdout.once('data', () => child.stdout.destroy());
+
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+
+    expect(code).toBe(0);
+    expect(stderr).not.toContain('EPIPE');
+  });
+});
+
 describe('cordon run rejects bad input before calling the mesh', () => {
   it.each([
     [['run'], 'cordon: run: missing FILE; usage: cordon run FILE... [flags]\n'],
@@ -264,6 +283,15 @@ describe('cordon and mesh errors', () => {
 
     expect(result.stderr).toBe(
       "cordon: executor: the request was rejected (INVALID_ARGUMENT): limits.memory_bytes: 4294967296 is above this server's maximum 1073741824; lower it or raise CORDON_MAX_MEMORY_BYTES\n",
+    );
+    expect(result.code).toBe(125);
+  });
+
+  it('names the wall limit, not the call deadline, for a --timeout above the maximum', async () => {
+    const result = await cordon(['run', 'examples/python-stats/main.py', '--timeout', '10m'], env);
+
+    expect(result.stderr).toBe(
+      "cordon: executor: the request was rejected (INVALID_ARGUMENT): limits.wall_time_ms: 600000 is above this server's maximum 300000; lower it or raise CORDON_MAX_WALL_TIME_MS\n",
     );
     expect(result.code).toBe(125);
   });

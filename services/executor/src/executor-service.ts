@@ -185,12 +185,14 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
     request: executorV1.ExecuteRequest,
     context: CallContext,
   ): AsyncGenerator<executorV1.ExecuteResponse> {
-    admission.checkDeadline(context);
     const runtime = runtimes.get(request.runtime);
     if (runtime === undefined) {
       throw unknownRuntime(request.runtime, runtimes.keys());
     }
     const plan = planRun(request, runtime, options);
+    // After the request's own checks: a client derives its deadline from the
+    // wall limit, so an over-large limit is reported as the limit it is.
+    admission.checkDeadline(context);
     const image = images.get(runtime.id);
     if (image === undefined || !image.available) {
       throw new CordonError(
