@@ -186,10 +186,15 @@ describe('process limit', () => {
     const [bombResult, neighbourResult] = await Promise.all([bomb, neighbour]);
 
     // Under gVisor each sandboxed process costs host threads, so a fork bomb
-    // can end the whole sandbox before RLIMIT_NPROC stops it.
-    expect(bombResult.exited?.status).toBe(
-      GVISOR ? RunStatus.RUN_STATUS_INTERNAL_ERROR : RunStatus.RUN_STATUS_WALL_TIMEOUT,
-    );
+    // can end the whole sandbox before RLIMIT_NPROC stops it; whichever comes
+    // first varies from run to run.
+    if (GVISOR) {
+      expect([RunStatus.RUN_STATUS_WALL_TIMEOUT, RunStatus.RUN_STATUS_INTERNAL_ERROR]).toContain(
+        bombResult.exited?.status,
+      );
+    } else {
+      expect(bombResult.exited?.status).toBe(RunStatus.RUN_STATUS_WALL_TIMEOUT);
+    }
     expect(bombResult.exitedMs).toBeLessThan(3000 + WALL_GRACE_MS);
     expect(neighbourResult.stdout.toString()).toBe('neighbour ok\n');
     expect(neighbourResult.exited?.status).toBe(RunStatus.RUN_STATUS_OK);
