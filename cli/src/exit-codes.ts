@@ -5,7 +5,7 @@ const { RunStatus } = executorV1;
 /** Every exit code of `cordon` besides a program's own, with its meaning for --help and the README. */
 export const EXIT = {
   ok: 0,
-  /** A negative answer: findings at --fail-on, a broken audit chain, a missing key, an unhealthy service. */
+  /** A negative answer: findings at --fail-on, a broken audit chain, a missing key or run, a moved-on version, an unhealthy service. */
   negative: 1,
   usage: 2,
   timeout: 124,
@@ -21,7 +21,7 @@ export const EXIT_CODE_TABLE: readonly (readonly [string, string])[] = [
   ['128+N', 'cordon run: the program was ended by signal N'],
   [
     '1',
-    "cordon run: a compile error (or the compiler's own exit code); other commands: a negative answer (findings at --fail-on, a broken audit chain, a missing key, a service not serving)",
+    "cordon run: a compile error (or the compiler's own exit code); other commands: a negative answer (findings at --fail-on, a broken audit chain, a missing key or run, a memory version that moved on, a service not serving)",
   ],
   ['2', 'the command line is invalid (unknown flag, missing file, bad value); nothing was sent'],
   ['124', 'cordon run: the program hit its wall-clock (--timeout) or CPU (--cpu) limit'],

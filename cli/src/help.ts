@@ -28,7 +28,7 @@ Flags:
   --stdin FILE|-     give the program this file, or this command's stdin (-), as its stdin
   --arg A            pass an argument to the program (repeat for more)
   --env K=V          set an environment variable in the sandbox (repeat for more)
-  --timeout 10s      wall-clock limit (ms, s, m, h)
+  --timeout 10s      wall-clock limit (ms, s, m, h, d)
   --cpu 10s          CPU time limit
   --memory 256m      memory limit, swap included (k, m, g)
   --pids 64          most processes and threads
@@ -70,7 +70,7 @@ isolation every run gets.`,
 
 Checks the health of the executor, scanner, memory and audit services. Exits 0 when all
 four are serving, 1 otherwise.`,
-  token: `Usage: cordon token create --agent ID --role agent|auditor|admin [--ttl 24h] [--key-file FILE]
+  token: `Usage: cordon token create --agent ID --role agent|auditor|admin|service [--ttl 24h] [--key-file FILE]
 
 Mints a signed token and prints it. It needs the mesh's token key file: --key-file, else
 CORDON_TOKEN_KEY_FILE, else the services' default (/var/lib/cordon/token.key for root,

@@ -1,3 +1,4 @@
+import { status } from '@grpc/grpc-js';
 import { CordonClientError } from '@cordon/client';
 import { auditCommand } from './commands/audit.js';
 import { healthCommand, runtimesCommand } from './commands/mesh-info.js';
@@ -74,7 +75,10 @@ export async function runCli(
     }
     if (error instanceof CordonClientError) {
       writeLine(terminal.stderr, `cordon: ${describeMeshError(error)}`);
-      return EXIT.mesh;
+      // A record that does not exist, or a version that moved on, is an answer, not a failure.
+      return error.code === status.NOT_FOUND || error.code === status.ABORTED
+        ? EXIT.negative
+        : EXIT.mesh;
     }
     throw error;
   }

@@ -143,6 +143,26 @@ describe('cordon audit', () => {
   });
 });
 
+describe('answers that are not failures', () => {
+  it('exits 1 for a run the audit log does not have', async () => {
+    const result = await cordon(['audit', 'run', '00000000-0000-0000-0000-000000000000'], agent);
+
+    expect(result.stderr).toMatch(/^cordon: audit: .*NOT_FOUND.*\n$/);
+    expect(result.code).toBe(1);
+  });
+
+  it('exits 1 when --if-version no longer matches', async () => {
+    await cordon(['memory', 'put', 'notes', 'moved', 'first'], agent);
+    const result = await cordon(
+      ['memory', 'put', 'notes', 'moved', 'second', '--if-version', '99'],
+      agent,
+    );
+
+    expect(result.stderr).toMatch(/^cordon: memory: .*ABORTED.*\n$/);
+    expect(result.code).toBe(1);
+  });
+});
+
 describe('cordon health, runtimes, token and scan', () => {
   it('reports each service as serving and exits 0', async () => {
     const result = await cordon(['health'], agent);

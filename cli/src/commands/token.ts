@@ -25,7 +25,7 @@ export async function tokenCommand(args: readonly string[], terminal: Terminal):
   expectPositionals(positionals, [], 'token create');
   if (flags.agent === undefined || flags.role === undefined) {
     throw new UsageError(
-      'token create: --agent and --role are required; usage: cordon token create --agent ID --role agent|auditor|admin [--ttl 24h]',
+      'token create: --agent and --role are required; usage: cordon token create --agent ID --role agent|auditor|admin|service [--ttl 24h]',
     );
   }
 

@@ -115,11 +115,12 @@ const DURATION_UNITS_MS: Record<string, number> = {
   s: 1000,
   m: 60_000,
   h: 3_600_000,
+  d: 86_400_000,
 };
 
-/** Parses "1500", "500ms", "10s", "2m" or "1h" into milliseconds. */
+/** Parses "1500", "500ms", "10s", "2m", "1h" or "1d" into milliseconds. */
 export function parseDurationMs(text: string): number | undefined {
-  const match = /^(\d+)\s*(ms|s|m|h)?$/i.exec(text.trim());
+  const match = /^(\d+)\s*(ms|s|m|h|d)?$/i.exec(text.trim());
   const multiplier = DURATION_UNITS_MS[(match?.[2] ?? '').toLowerCase()];
   if (match?.[1] === undefined || multiplier === undefined) {
     return undefined;
