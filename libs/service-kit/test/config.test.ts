@@ -104,11 +104,12 @@ describe('unit parsers', () => {
     ['10s', 10_000],
     ['2m', 120_000],
     ['1h', 3_600_000],
+    ['3d', 259_200_000],
   ])('reads %j as %d ms', (text, ms) => {
     expect(parseDurationMs(text)).toBe(ms);
   });
 
-  it.each(['', 's', '1.5s', '-1s', '3d'])('rejects %j as a duration', (text) => {
+  it.each(['', 's', '1.5s', '-1s', '3w'])('rejects %j as a duration', (text) => {
     expect(parseDurationMs(text)).toBeUndefined();
   });
 });
