@@ -38,7 +38,8 @@ Unset limits take the executor's defaults.`,
   scan: `Usage: cordon scan FILE... [--sarif OUT] [--fail-on SEVERITY] [--language L] [--json]
 
 Scans files with the scanner service and prints the findings grouped by file, each with
-line:column, severity, rule, CWE, title and fix hint.
+line:column, severity, rule, CWE, title and fix hint. A FILE may be a folder: every file
+under it is scanned.
 
 Flags:
   --sarif OUT        also write the findings as SARIF 2.1.0 to OUT

@@ -61,14 +61,17 @@ function commonFolder(paths: readonly string[]): string {
  * caches. Request paths are relative to the deepest folder that holds
  * every file, so `cordon run app/main.py app/lib` sends main.py and lib/....
  */
-export function collectFiles(args: readonly string[]): Submission {
+export function collectFiles(args: readonly string[], command: 'run' | 'scan' = 'run'): Submission {
   const [entryArgument] = args;
   if (entryArgument === undefined) {
-    throw new UsageError('run: missing FILE; usage: cordon run FILE... [flags]');
-  }
-  if (!statOrThrow(entryArgument).isFile()) {
     throw new UsageError(
-      `run: the first argument ${entryArgument} must be the file to run, not a folder`,
+      `${command}: missing FILE; usage: cordon ${command} FILE... [flags]${command === 'scan' ? ' (a FILE may be a folder)' : ''}`,
+    );
+  }
+  // A run needs an entry file first; a scan takes files and folders in any order.
+  if (command === 'run' && !statOrThrow(entryArgument).isFile()) {
+    throw new UsageError(
+      `run: the first argument ${entryArgument} must be the file to run, not a folder; put folders after it`,
     );
   }
 
@@ -85,7 +88,7 @@ export function collectFiles(args: readonly string[]): Submission {
   const base = commonFolder(unique.map((path) => dirname(path)));
   const toRequestPath = (path: string): string => relative(base, path).split(sep).join('/');
 
-  const entryPath = resolve(entryArgument);
+  const entryPath = command === 'run' ? resolve(entryArgument) : (unique[0] ?? '');
   const ordered = [entryPath, ...unique.filter((path) => path !== entryPath)];
   return {
     files: ordered.map((path) => ({ path: toRequestPath(path), content: readFileSync(path) })),

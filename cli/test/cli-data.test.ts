@@ -257,6 +257,15 @@ describe('cordon health, runtimes, token and scan', () => {
     expect(result.code).toBe(0);
   });
 
+  it('scans every file of a folder', async () => {
+    const result = await cordon(['scan', 'examples/security'], agent);
+
+    expect(result.stdout).toBe(
+      readFileSync(join(EXAMPLES, 'expected', 'scan-vulnerable.txt'), 'utf8'),
+    );
+    expect(result.code).toBe(0);
+  });
+
   it('exits 1 when a finding reaches --fail-on and writes SARIF', async () => {
     const sarifPath = join(mesh.folder, 'findings.sarif');
     const result = await cordon(

@@ -236,7 +236,7 @@ describe('cordon run rejects bad input before calling the mesh', () => {
     [['run', 'examples/no-such.py'], 'cordon: examples/no-such.py: no such file or folder\n'],
     [
       ['run', 'examples/python-stats'],
-      'cordon: run: the first argument examples/python-stats must be the file to run, not a folder\n',
+      'cordon: run: the first argument examples/python-stats must be the file to run, not a folder; put folders after it\n',
     ],
     [
       ['run', 'examples/python-stats/main.py', '--env', 'NOVALUE'],

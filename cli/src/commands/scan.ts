@@ -113,7 +113,7 @@ function countLine(findings: readonly commonV1.Finding[], filesScanned: number):
 export async function scanCommand(args: readonly string[], terminal: Terminal): Promise<number> {
   const { values: flags, positionals } = parseCommand(args, SCAN_OPTIONS, 'scan');
   const failOn = parseFailOn(flags['fail-on']);
-  const { files } = collectFiles(positionals);
+  const { files } = collectFiles(positionals, 'scan');
   const groups = groupByLanguage(files, flags.language);
 
   const client = connect(flags.address, terminal);
