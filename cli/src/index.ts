@@ -15,7 +15,6 @@ import { NegativeAnswer, UsageError } from './usage-error.js';
 export { EXIT, EXIT_CODE_TABLE, exitCodeForRun } from './exit-codes.js';
 export { formatRunTimeline } from './audit-timeline.js';
 export { summaryLine } from './run-display.js';
-export { toSarif } from './sarif.js';
 export { type Terminal } from './terminal.js';
 
 type Command = (args: readonly string[], terminal: Terminal) => Promise<number>;

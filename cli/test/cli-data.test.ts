@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sarifSchemaErrors } from '../../services/scanner/test/support/scanner-harness.js';
 import { cordon, EXAMPLES, startMesh, testKeyFile, token, type Mesh } from './mesh-harness.js';
 
 let mesh: Mesh;
@@ -279,6 +280,7 @@ describe('cordon health, runtimes, token and scan', () => {
 
     expect(result.code).toBe(1);
     expect(sarif.version).toBe('2.1.0');
+    expect(sarifSchemaErrors(sarif)).toEqual([]);
     expect(sarif.runs[0]?.results.map((finding) => finding.ruleId)).toEqual([
       'command.shell-injection',
       'secrets.hardcoded-credential',

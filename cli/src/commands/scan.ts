@@ -1,11 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { commonV1, type scannerV1 } from '@cordon/proto';
+import { toSarif } from '@cordon/client';
+import { commonV1, scannerV1 } from '@cordon/proto';
 import { parseCommand } from '../arguments.js';
 import { connect } from '../connect.js';
 import { EXIT } from '../exit-codes.js';
 import { collectFiles, type SubmittedFile } from '../run-files.js';
-import { toSarif } from '../sarif.js';
 import { writeLine, type Terminal } from '../terminal.js';
 import { UsageError } from '../usage-error.js';
 
@@ -118,17 +118,26 @@ export async function scanCommand(args: readonly string[], terminal: Terminal): 
 
   const client = connect(flags.address, terminal);
   let reports: scannerV1.ScanReport[];
+  let rules: readonly scannerV1.Rule[] = [];
   try {
     reports = await Promise.all(
       [...groups].map(([language, group]) => client.scanner.scan({ language, files: group })),
     );
+    // SARIF describes each rule a finding names, from the scanner's own rule list.
+    if (flags.sarif !== undefined) rules = (await client.scanner.listRules()).rules;
   } finally {
     client.close();
   }
 
   const findings = reports.flatMap((report) => report.findings);
   if (flags.sarif !== undefined) {
-    writeFileSync(flags.sarif, `${JSON.stringify(toSarif(reports), null, 2)}\n`);
+    const merged = scannerV1.ScanReport.fromPartial({
+      findings,
+      engineVersion: reports[0]?.engineVersion ?? '',
+      rulesVersion: reports[0]?.rulesVersion ?? '',
+      filesScanned: reports.reduce((sum, report) => sum + report.filesScanned, 0),
+    });
+    writeFileSync(flags.sarif, `${JSON.stringify(toSarif(merged, rules), null, 2)}\n`);
   }
   if (flags.json === true) {
     for (const finding of findings)

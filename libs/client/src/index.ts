@@ -24,3 +24,4 @@ export {
 } from './client-options.js';
 export { type CallOptionsInput } from './calls.js';
 export { Execution, type ExecutionEvent, type ExecutionResult } from './execution.js';
+export { SARIF_SCHEMA_URI, toSarif, type SarifLog } from './sarif.js';

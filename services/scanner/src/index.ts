@@ -26,4 +26,3 @@ export {
   type ScannerOptions,
 } from './scanner-options.js';
 export { createScannerService, type ScannerServiceDependencies } from './scanner-service.js';
-export { SARIF_SCHEMA_URI, toSarif, type SarifLog } from './sarif.js';

@@ -1,3 +1,4 @@
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { credentials, type Metadata, status, type ServiceError } from '@grpc/grpc-js';
@@ -29,6 +30,14 @@ export const SCANNER_MAIN = fileURLToPath(new URL('../../dist/main.js', import.m
 export const SARIF_SCHEMA = JSON.parse(
   readFileSync(new URL('../fixtures/sarif-schema-2.1.0.json', import.meta.url), 'utf8'),
 ) as Record<string, unknown>;
+
+/** Checks a SARIF log against the 2.1.0 schema; returns the problems, [] when it is valid. */
+export function sarifSchemaErrors(log: unknown): string[] {
+  const ajv = new Ajv2020({ allErrors: true, strict: false, validateFormats: false });
+  const check = ajv.compile(SARIF_SCHEMA as object);
+  check(log);
+  return (check.errors ?? []).map((error) => `${error.instancePath} ${error.message ?? ''}`);
+}
 
 const openClients = new Set<scannerV1.ScannerServiceClient>();
 
