@@ -6,7 +6,14 @@
 //
 // Usage: node scripts/start-mesh.mjs [--examples]   (npm start [-- --examples])
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -57,8 +64,15 @@ async function prepareTokens() {
   return { keyFile, token, path };
 }
 
-function startService({ name, variable, address }, keyFile) {
+/**
+ * Starts one service. Its JSON log goes to a file, so the terminal shows the
+ * mesh's summary and the examples; a service's stderr (a configuration error,
+ * for one) still reaches the terminal.
+ */
+function startService({ name, variable, address }, keyFile, logFolder) {
   const main = `${root}services/${name}/dist/main.js`;
+  const logPath = join(logFolder, `${name}.log`);
+  const log = createWriteStream(logPath, { flags: 'a' });
   const child = spawn(process.execPath, ['--import', '@cordon/service-kit/register', main], {
     cwd: root,
     env: {
@@ -73,14 +87,16 @@ function startService({ name, variable, address }, keyFile) {
   });
   const ready = new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
-      process.stdout.write(`${line}\n`);
+      log.write(`${line}\n`);
       if (line.includes('"msg":"service started"')) resolve(JSON.parse(line));
     });
     child.once('exit', (code) =>
-      reject(new Error(`cordon-${name} exited with code ${code} before it was ready`)),
+      reject(
+        new Error(`cordon-${name} exited with code ${code} before it was ready; see ${logPath}`),
+      ),
     );
   });
-  return { name, child, ready };
+  return { name, child, ready, logPath };
 }
 
 function checkHealth(address) {
@@ -151,6 +167,8 @@ if (missing.length > 0) {
 }
 
 const { keyFile, token, path: tokenPath } = await prepareTokens();
+const logFolder = defaultStatePath('logs');
+mkdirSync(logFolder, { recursive: true, mode: 0o700 });
 const running = [];
 const stopAll = (signal) =>
   running.forEach(({ child }) => child.exitCode === null && child.kill(signal));
@@ -160,7 +178,7 @@ process.on('SIGTERM', () => stopAll('SIGTERM'));
 try {
   // Audit first, so the others' first records find it; the executor last, as it scans and audits.
   for (const service of SERVICES) {
-    const started = startService(service, keyFile);
+    const started = startService(service, keyFile, logFolder);
     running.push(started);
     started.port = (await started.ready).port;
   }
@@ -168,9 +186,12 @@ try {
     SERVICES.map(({ variable }, index) => [variable, `127.0.0.1:${running[index].port}`]),
   );
   process.stdout.write('\nCordon mesh is up:\n');
-  for (const [index, { name }] of running.entries()) {
+  for (const [index, { name, logPath }] of running.entries()) {
     const address = `127.0.0.1:${running[index].port}`;
-    process.stdout.write(`  ${name.padEnd(9)} ${address}  health ${await checkHealth(address)}\n`);
+    const health = await checkHealth(address);
+    process.stdout.write(
+      `  ${name.padEnd(9)} ${address}  health ${health.padEnd(11)} log ${logPath}\n`,
+    );
   }
   await printRuntimes(addresses.CORDON_EXECUTOR_ADDRESS, token);
   process.stdout.write(
