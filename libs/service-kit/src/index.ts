@@ -41,6 +41,13 @@ export {
 } from './logger.js';
 export { defaultStatePath } from './state-path.js';
 export { codeSha256, codeSha256FromHashes, type HashedFile } from './code-hash.js';
+export {
+  AUDITING_OFF,
+  GrpcAuditSink,
+  toAppendRequest,
+  type AuditEventInput,
+  type AuditSink,
+} from './audit-sink.js';
 export { callUnary, createServiceClient, type ServiceClientOptions } from './client.js';
 export {
   AUTH_DENIED_ACTION,

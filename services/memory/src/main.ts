@@ -14,7 +14,7 @@ await runService({
     const audit =
       options.auditAddress === undefined
         ? AUDITING_OFF
-        : new GrpcAuditSink(options.auditAddress, logger);
+        : new GrpcAuditSink('memory', options.auditAddress, logger);
     if (options.auditAddress === undefined) {
       logger.warn('auditing is off: set CORDON_AUDIT_ADDRESS to record memory writes and denials');
     }
