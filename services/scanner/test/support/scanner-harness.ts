@@ -2,26 +2,20 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { credentials, type Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { auditV1, commonV1, scannerV1 } from '@cordon/proto';
-import {
-  callUnary,
-  createLogger,
-  defineService,
-  readErrorDetails,
-  readTokenKey,
-  startServer,
-  type RunningServer,
-} from '@cordon/service-kit';
+import { commonV1, scannerV1 } from '@cordon/proto';
+import { callUnary, readErrorDetails } from '@cordon/service-kit';
 import {
   killLeftoverProcesses,
   startListeningService,
   type ServiceProcess,
 } from '../../../../test/support/service-process.js';
-import {
-  agentMetadata,
-  bearerMetadata,
-  testKeyFile,
-} from '../../../../test/support/test-tokens.js';
+import { agentMetadata, bearerMetadata } from '../../../../test/support/test-tokens.js';
+
+export {
+  startFakeAudit,
+  type FakeAudit,
+  type ReceivedAppend,
+} from '../../../../test/support/fake-audit.js';
 
 /** The built service, started the way `npm start` starts it. */
 export const SCANNER_MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -123,84 +117,6 @@ export async function failureOf(call: Promise<unknown>): Promise<{
 /** Returns the severity name of a finding, as a reader checks it: HIGH, INFO… */
 export function severityOf(finding: commonV1.Finding): string {
   return commonV1.severityToJSON(finding.severity).replace('SEVERITY_', '');
-}
-
-/** An Append the fake audit service received, with the verified role and subject of its caller. */
-export interface ReceivedAppend {
-  readonly event: auditV1.AuditEvent;
-  readonly role: string;
-  readonly subject: string;
-}
-
-export interface FakeAudit {
-  readonly address: string;
-  readonly appended: ReceivedAppend[];
-  /** Resolves once at least `count` Appends arrived, or rejects after the timeout. */
-  waitForAppends(count: number, timeoutMs?: number): Promise<ReceivedAppend[]>;
-  stop(): Promise<void>;
-}
-
-/** Starts an audit service of the test's own that records every Append. */
-export async function startFakeAudit(): Promise<FakeAudit> {
-  const appended: ReceivedAppend[] = [];
-  const unimplemented = (): never => {
-    throw new Error('not part of the fake audit service');
-  };
-  const registration = defineService(
-    auditV1.AuditServiceService,
-    {
-      append: (request, context) => {
-        appended.push({
-          event: request.event!,
-          role: context.caller.role,
-          subject: context.caller.subject,
-        });
-        return Promise.resolve({ seq: appended.length, hash: '0'.repeat(64) });
-      },
-      getRun: unimplemented,
-      verify: unimplemented,
-      query: unimplemented,
-      export: unimplemented,
-    },
-    {
-      roles: {
-        append: ['service'],
-        getRun: ['auditor'],
-        verify: ['auditor'],
-        query: ['auditor'],
-        export: ['auditor'],
-      },
-    },
-  );
-  const server: RunningServer = await startServer({
-    address: '127.0.0.1:0',
-    logger: createLogger({ service: 'fake-audit', level: 'silent' }),
-    services: [registration],
-    maxReceiveMessageBytes: 4 * 1024 * 1024,
-    maxSendMessageBytes: 4 * 1024 * 1024,
-    keepaliveTimeMs: 30_000,
-    keepaliveTimeoutMs: 10_000,
-    shutdownDrainMs: 0,
-    tokenKey: readTokenKey(testKeyFile()),
-  });
-
-  return {
-    address: `127.0.0.1:${server.port}`,
-    appended,
-    waitForAppends: async (count, timeoutMs = 10_000) => {
-      const deadline = Date.now() + timeoutMs;
-      while (appended.length < count) {
-        if (Date.now() > deadline) {
-          throw new Error(
-            `${appended.length} of ${count} audit events arrived within ${timeoutMs} ms`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      return appended;
-    },
-    stop: () => server.shutdown(),
-  };
 }
 
 /** Closes clients and kills service processes a test left running. */
