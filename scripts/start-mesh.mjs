@@ -65,9 +65,9 @@ async function prepareTokens() {
 }
 
 /**
- * Starts one service. Its JSON log goes to a file, so the terminal shows the
- * mesh's summary and the examples; a service's stderr (a configuration error,
- * for one) still reaches the terminal.
+ * Starts one service with its JSON log going to a file, so the terminal shows
+ * only the mesh's summary and the examples. A service's stderr, where a
+ * configuration error goes, still reaches the terminal.
  */
 function startService({ name, variable, address }, keyFile, logFolder) {
   const main = `${root}services/${name}/dist/main.js`;

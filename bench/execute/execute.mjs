@@ -1,13 +1,13 @@
-// Hello world end to end through the executor's gRPC API, with the warm pool
-// on and off, against bare `docker run --rm` of the same image with the same
-// isolation flags and against the interpreter on the host, all measured in
-// the same run and interleaved so machine noise hits every path alike.
+// Measures hello world end to end through the executor's gRPC API, with the
+// warm pool on and off. The baselines are bare `docker run --rm` of the same
+// image with the same isolation flags, and the interpreter on the host. All
+// paths run interleaved in the same run, so machine noise hits them alike.
 //
 // Usage: node bench/execute/execute.mjs [runs]   (default 30 per path and
 // runtime; needs the images and a running Docker engine, as after
 // scripts/setup-host). The executors run with auditing and the scan policy
-// off, so the figures are the executor's own; an audit append adds one local
-// gRPC call at each end, a scan one more before the start.
+// off, so the figures are the executor's own. Auditing adds one local gRPC
+// call at each end of a run, and a scan adds one more before the start.
 import { execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';

@@ -287,7 +287,7 @@ describe('cordon and mesh errors', () => {
     expect(result.code).toBe(125);
   });
 
-  it('names the wall limit, not the call deadline, for a --timeout above the maximum', async () => {
+  it('reports an over-large --timeout as the wall limit', async () => {
     const result = await cordon(['run', 'examples/python-stats/main.py', '--timeout', '10m'], env);
 
     expect(result.stderr).toBe(

@@ -140,7 +140,8 @@ export function cordon(
         maxBuffer: 16 * 1024 * 1024,
       },
       (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+        let code: number | null = 0;
+        if (error !== null) code = typeof error.code === 'number' ? error.code : null;
         resolve({ code, stdout, stderr });
       },
     );

@@ -24,8 +24,8 @@ function commandLine(argv: readonly string[]): string {
 /**
  * The sh script every sandbox runs under tini, the same for every run, so a
  * sandbox can be started before its run is known. It waits for a header line
- * on stdin ("<nonce> <tar size>") and the run's script as one more line, and
- * evaluates the script; the run script extracts the tar into /work and runs
+ * on stdin ("<nonce> <tar size>") and the run's script as one more line, then
+ * evaluates the script. The run script extracts the tar into /work and runs
  * the compile phase (if any) and the program, whose stdin is the rest of the
  * container's stdin. After each phase it writes "<nonce> compiled|exited
  * <status>" to stdout and stderr, then sleeps so the container's cgroup, and
@@ -73,8 +73,8 @@ export function rlimitsOf(limits: RunLimits): Rlimits {
 export interface RunScriptOptions {
   /**
    * Set when the sandbox started with higher rlimits than the run's, as a
-   * warm sandbox at the server's defaults does for a run that asks for less:
-   * the script lowers them before anything of the run executes, which needs
+   * warm sandbox at the server's defaults does for a run that requests less.
+   * The script lowers them before anything of the run executes, which needs
    * no privilege.
    */
   readonly lowerRlimits: boolean;

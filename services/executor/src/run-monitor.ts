@@ -167,7 +167,7 @@ export class RunMonitor {
     this.stream.resume();
   }
 
-  /** Stops the timers; the stream is closed by whoever removes the sandbox. */
+  /** Stops the timers. The code that removes the sandbox closes the stream. */
   close(): void {
     this.clearTimers();
   }
@@ -284,7 +284,7 @@ export class RunMonitor {
     try {
       this.observation.usage = await this.driver.readUsage(this.sandbox.id);
     } catch {
-      // Usage stays unknown; the outcome then asks the engine about OOM kills.
+      // Usage stays unknown, so the outcome reads OOM kills from the engine instead.
     }
   }
 

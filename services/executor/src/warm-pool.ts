@@ -12,7 +12,7 @@ export interface WarmSandbox {
   readonly stream: Duplex;
   /** The cgroup limits it was started with; a run with others updates them first. */
   readonly limits: RunLimits;
-  /** True when the run asks for lower rlimits than the sandbox started with. */
+  /** True when the run requests lower rlimits than the sandbox started with. */
   readonly lowerRlimits: boolean;
 }
 
@@ -68,7 +68,7 @@ const MAX_RETRY_MS = 30_000;
  * before anything of a run reaches it and is destroyed after that run, so no
  * sandbox ever serves two requests. What Docker cannot change on a running
  * container (image, user, read-only root, network, tmpfs size) is the same
- * for a warm sandbox as for a cold one at the server's default limits; a run
+ * for a warm sandbox as for a cold one at the server's default limits. A run
  * that needs another tmpfs size, or higher rlimits, takes the cold path.
  */
 export class WarmPool {
