@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { DockerSandbox, runContainerName } from './drivers/docker.js';
 import type { ContainerExit, Sandbox, SandboxDriver } from './drivers/sandbox.js';
 import type { ExecutorOptions } from './executor-options.js';
-import { launcherInput, newNonce } from './launcher.js';
+import { launcherInput, newNonce, type RunScriptOptions } from './launcher.js';
 import type { ExecutorInstance } from './reaper.js';
 import { exitedEvent } from './run-outcome.js';
 import { RunMonitor } from './run-monitor.js';
@@ -32,8 +32,8 @@ interface Lease {
   readonly started: boolean;
   /** The reason the run took the cold path; undefined on the warm path. */
   readonly coldReason: string | undefined;
-  /** True when the sandbox's rlimits are above the run's and the run script must lower them. */
-  readonly lowerRlimits: boolean;
+  /** What the run script must do that a cold sandbox does not need. */
+  readonly script: RunScriptOptions;
 }
 
 export interface RunRequestContext {
@@ -73,9 +73,14 @@ export async function* runInContainer(
     const leasedAt = performance.now();
     lease = await leaseSandbox(plan, deps, context, logger);
     const { sandbox, stream } = lease;
-    const input = await launcherInput(plan, nonce, { lowerRlimits: lease.lowerRlimits });
+    const input = await launcherInput(plan, nonce, lease.script);
+    // The CPU a prestarted interpreter spent starting is not the run's.
+    const cpuBeforeRunMs = lease.script.prestarted
+      ? (await deps.driver.readUsage(sandbox.id)).cpuTimeMs
+      : 0;
     monitor = new RunMonitor(plan, sandbox, stream, deps.driver, {
       nonce,
+      cpuBeforeRunMs,
       compileWallTimeMs: deps.options.compileWallTimeMs,
       excerptBytes: deps.options.auditOutputBytes,
     });
@@ -158,7 +163,7 @@ async function leaseSandbox(
   context: RunRequestContext,
   logger: Logger,
 ): Promise<Lease> {
-  const warm = deps.pool?.take(plan.runtime.id, plan.limits) ?? 'the warm pool is off';
+  const warm = deps.pool?.take(plan.runtime.id, plan.limits, plan.env) ?? 'the warm pool is off';
   let coldReason: string;
   if (typeof warm === 'string') {
     coldReason = warm;
@@ -175,7 +180,7 @@ async function leaseSandbox(
         stream: warm.stream,
         started: true,
         coldReason: undefined,
-        lowerRlimits: warm.lowerRlimits,
+        script: { lowerRlimits: warm.lowerRlimits, prestarted: warm.prestarted },
       };
     } catch (error) {
       logger.warn({ err: error }, 'could not set the run limits on a warm sandbox; starting cold');
@@ -195,7 +200,13 @@ async function leaseSandbox(
   try {
     const stream = await sandbox.attach();
     stream.on('error', () => undefined);
-    return { sandbox, stream, started: false, coldReason, lowerRlimits: false };
+    return {
+      sandbox,
+      stream,
+      started: false,
+      coldReason,
+      script: { lowerRlimits: false, prestarted: false },
+    };
   } catch (error) {
     await sandbox.remove().catch(() => undefined);
     throw error;

@@ -19,7 +19,7 @@ import type { DockerDriver } from './drivers/docker.js';
 import type { Sandbox, SandboxDriver } from './drivers/sandbox.js';
 import type { RuntimeImage } from './images.js';
 import type { ExecutorInstance } from './reaper.js';
-import type { RuntimeSpec } from './runtimes.js';
+import type { PrestartSpec, RuntimeSpec } from './runtimes.js';
 import { describePolicy, ScanGate } from './scan-gate.js';
 import { WarmPool, type WarmPoolHooks } from './warm-pool.js';
 import { runInContainer } from './container-run.js';
@@ -81,12 +81,17 @@ function createWarmPool(
   for (const [runtimeId, image] of images) {
     if (image.available) imageIds.set(runtimeId, image.id);
   }
+  const prestart = new Map<string, PrestartSpec>();
+  for (const [runtimeId, runtime] of runtimes) {
+    if (runtime.prestart !== null) prestart.set(runtimeId, runtime.prestart);
+  }
   logger.info({ sizes: Object.fromEntries(sizes) }, 'warm pool sizes');
   return new WarmPool(
     docker,
     {
       sizes,
       images: imageIds,
+      prestart,
       maxIdleMs: options.warmPoolMaxIdleMs,
       refillConcurrency: options.warmPoolRefillConcurrency,
       limits: options.defaults,

@@ -21,6 +21,9 @@ function commandLine(argv: readonly string[]): string {
   return argv.map(shellQuote).join(' ');
 }
 
+/** The named pipe on which a prestarted interpreter waits for its run. */
+const START_PIPE = '/tmp/.cordon-start';
+
 /**
  * The sh script every sandbox runs under tini, the same for every run, so a
  * sandbox can be started before its run is known. It waits for a header line
@@ -34,22 +37,45 @@ function commandLine(argv: readonly string[]): string {
  * cannot print a marker that the executor would believe. Even if it did, it
  * could only report a status of its own making. Reading with the shell's own
  * `read` costs no process, which a warm run's start would feel.
+ *
+ * With a prestart command, the launcher first starts that interpreter in the
+ * background, with the container's stdin and stderr, waiting on a named pipe
+ * for its run (see `PrestartSpec`). It starts before the nonce is read, so it
+ * never sees it. The shell keeps the pipe open for writing, so a message
+ * written before the interpreter opens it waits in the pipe.
  */
-export const LAUNCHER_SCRIPT = [
-  // The shell's own stderr goes to /dev/null, so its "Killed" notices never
-  // mix into the program's stderr; fd 3 keeps the real stderr for the program
-  // and the markers.
-  'exec 3>&2 2>/dev/null',
-  "nl='",
-  "'",
-  `IFS=' ' read -r nonce size || exit 125`,
-  'IFS= read -r script || exit 125',
-  // Each marker goes to stdout and to stderr: a stream is complete up to a
-  // phase's end only once its own marker arrives, because Docker (and
-  // gVisor even more) forwards the two pipes independently.
-  `mark() { printf '%s %s %d\\n' "$nonce" "$1" "$2"; printf '%s %s %d\\n' "$nonce" "$1" "$2" >&3; }`,
-  'eval "$script"',
-].join('\n');
+export function launcherScript(prestartCommand: readonly string[] | null): string {
+  const prestart =
+    prestartCommand === null
+      ? []
+      : [
+          `mkfifo ${START_PIPE} || exit 125`,
+          `exec 5<>${START_PIPE} 4<&0`,
+          // A background command's stdin would be /dev/null without the explicit 0<&4.
+          `${commandLine([...prestartCommand, START_PIPE])} 0<&4 4<&- 5<&- 2>&3 3>&- &`,
+          'zpid=$!',
+          'exec 4<&-',
+        ];
+  return [
+    // The shell's own stderr goes to /dev/null, so its "Killed" notices never
+    // mix into the program's stderr; fd 3 keeps the real stderr for the program
+    // and the markers.
+    'exec 3>&2 2>/dev/null',
+    "nl='",
+    "'",
+    ...prestart,
+    `IFS=' ' read -r nonce size || exit 125`,
+    'IFS= read -r script || exit 125',
+    // Each marker goes to stdout and to stderr: a stream is complete up to a
+    // phase's end only once its own marker arrives, because Docker (and
+    // gVisor even more) forwards the two pipes independently.
+    `mark() { printf '%s %s %d\\n' "$nonce" "$1" "$2"; printf '%s %s %d\\n' "$nonce" "$1" "$2" >&3; }`,
+    'eval "$script"',
+  ].join('\n');
+}
+
+/** The launcher of a sandbox that starts its program with the run. */
+export const LAUNCHER_SCRIPT = launcherScript(null);
 
 /** The per-process limits (rlimits) of a run: open files, file size and CPU seconds. */
 export interface Rlimits {
@@ -78,7 +104,15 @@ export interface RunScriptOptions {
    * no privilege.
    */
   readonly lowerRlimits: boolean;
+  /**
+   * Set when the sandbox's launcher already started the run's interpreter
+   * (see `launcherScript`): the script hands it the program's arguments and
+   * environment instead of starting the program itself.
+   */
+  readonly prestarted: boolean;
 }
+
+const SETUP_FAILED = '{ mark setup-failed 1; exec sleep 86400; }';
 
 /**
  * Builds the one-line script a run evaluates inside the launcher: its
@@ -90,17 +124,21 @@ export function runScript(plan: RunPlan, options: RunScriptOptions): string {
   const commands: string[] = [];
   if (options.lowerRlimits) {
     const rlimits = rlimitsOf(plan.limits);
+    // A prestarted interpreter is already running, so its own limits are lowered; children inherit them.
+    const pid = options.prestarted ? '$zpid' : '$$';
     commands.push(
-      `prlimit --pid $$ --nofile=${rlimits.openFiles}:${rlimits.openFiles} --fsize=${rlimits.fileBytes}:${rlimits.fileBytes} --cpu=${rlimits.cpuSoftSeconds}:${rlimits.cpuHardSeconds} || { mark setup-failed 1; exec sleep 86400; }`,
+      `prlimit --pid ${pid} --nofile=${rlimits.openFiles}:${rlimits.openFiles} --fsize=${rlimits.fileBytes}:${rlimits.fileBytes} --cpu=${rlimits.cpuSoftSeconds}:${rlimits.cpuHardSeconds} || ${SETUP_FAILED}`,
     );
   }
-  commands.push(
-    ...plan.env.map((entry) => {
-      const at = entry.indexOf('=');
-      return `export ${entry.slice(0, at)}=${shellQuote(entry.slice(at + 1))}`;
-    }),
-    `head -c "$size" | tar -x -f - -C /work || { mark setup-failed 1; exec sleep 86400; }`,
-  );
+  if (!options.prestarted) {
+    commands.push(
+      ...plan.env.map((entry) => {
+        const at = entry.indexOf('=');
+        return `export ${entry.slice(0, at)}=${shellQuote(entry.slice(at + 1))}`;
+      }),
+    );
+  }
+  commands.push(`head -c "$size" | tar -x -f - -C /work || ${SETUP_FAILED}`);
   if (plan.compileArgv !== null) {
     commands.push(
       `(${commandLine(plan.compileArgv)} </dev/null 2>&3 3>&-)`,
@@ -109,12 +147,14 @@ export function runScript(plan: RunPlan, options: RunScriptOptions): string {
       '[ "$status" -eq 0 ] || exec sleep 86400',
     );
   }
-  commands.push(
-    `(${commandLine(plan.runArgv)} 2>&3 3>&-)`,
-    'status=$?',
-    'mark exited "$status"',
-    'exec sleep 86400',
-  );
+  if (options.prestarted) {
+    // The interpreter replaces the run command's first word.
+    const start = JSON.stringify({ argv: plan.runArgv.slice(1), env: plan.env });
+    commands.push(`printf '%s\\n' ${shellQuote(start)} >&5`, 'wait "$zpid"');
+  } else {
+    commands.push(`(${commandLine(plan.runArgv)} 2>&3 3>&-)`);
+  }
+  commands.push('status=$?', 'mark exited "$status"', 'exec sleep 86400');
   return commands.join('; ');
 }
 

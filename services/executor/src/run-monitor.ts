@@ -51,6 +51,8 @@ export interface RunObservation {
 export interface RunMonitorOptions {
   /** Per-run secret that marks the launcher's phase markers. */
   readonly nonce: string;
+  /** CPU time the sandbox's cgroup had used before the run's input went in. */
+  readonly cpuBeforeRunMs: number;
   readonly compileWallTimeMs: number;
   /** Bytes of each stream kept for the audit log. */
   readonly excerptBytes: number;
@@ -101,7 +103,7 @@ export class RunMonitor {
       marker: undefined,
       phase: compiled ? RunPhase.RUN_PHASE_COMPILE : RunPhase.RUN_PHASE_RUN,
       usage: undefined,
-      cpuAtRunStartMs: 0,
+      cpuAtRunStartMs: options.cpuBeforeRunMs,
       runStartedAt: performance.now(),
       endedAt: undefined,
       stdoutBytes: 0,

@@ -26,6 +26,38 @@ export interface RuntimeSpec {
   readonly outOfMemoryMessage: string | null;
   /** Command that prints the runtime's exact version. */
   readonly versionCommand: readonly string[];
+  /** Command a warm sandbox starts its interpreter with ahead of the run, or null to start it with the run. */
+  readonly prestart: PrestartSpec | null;
+}
+
+/**
+ * An interpreter a warm sandbox starts before its run is known: the
+ * launcher starts `command` with a named pipe as its last argument, and the
+ * interpreter waits there for the run's program arguments and environment.
+ */
+export interface PrestartSpec {
+  readonly command: readonly string[];
+  /**
+   * Environment variables the interpreter reads only while it starts; a
+   * name ending in `*` stands for every name with that prefix. A run that
+   * sets one of them starts cold, where they take effect.
+   */
+  readonly startupEnv: readonly string[];
+}
+
+/** Returns the variable of `env` ("NAME=value" entries) that a prestarted interpreter would ignore, if any. */
+export function startupVariableIn(
+  prestart: PrestartSpec,
+  env: readonly string[],
+): string | undefined {
+  for (const entry of env) {
+    const name = entry.slice(0, entry.indexOf('='));
+    const matches = prestart.startupEnv.some((pattern) =>
+      pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern,
+    );
+    if (matches) return name;
+  }
+  return undefined;
 }
 
 function isStringArray(value: unknown): value is string[] {
@@ -53,6 +85,8 @@ function parseRuntime(value: unknown, index: number): RuntimeSpec {
   if (outOfMemoryMessage !== null && typeof outOfMemoryMessage !== 'string') {
     throw problem('outOfMemoryMessage');
   }
+  const prestart = parsePrestart(entry['prestart'] ?? null, entry['run']);
+  if (prestart === undefined) throw problem('prestart');
 
   return {
     id: entry['id'] as string,
@@ -66,7 +100,19 @@ function parseRuntime(value: unknown, index: number): RuntimeSpec {
     run: entry['run'],
     outOfMemoryMessage,
     versionCommand: entry['versionCommand'],
+    prestart,
   };
+}
+
+/** Returns the prestart spec, null when there is none, or undefined when it is malformed. */
+function parsePrestart(value: unknown, run: readonly string[]): PrestartSpec | null | undefined {
+  if (value === null) return null;
+  const spec = value as Record<string, unknown>;
+  const { command, startupEnv } = spec;
+  // The interpreter replaces the run command's first word, so both must be the same program.
+  if (!isStringArray(command) || command.length === 0 || command[0] !== run[0]) return undefined;
+  if (!isStringArray(startupEnv)) return undefined;
+  return { command, startupEnv };
 }
 
 /** Reads and checks the runtime catalog; a malformed catalog stops the executor at start-up. */

@@ -5,6 +5,7 @@ import type { DockerDriver, DockerSandbox } from './drivers/docker.js';
 import type { RunLimits } from './executor-options.js';
 import { rlimitsOf, type Rlimits } from './launcher.js';
 import type { ExecutorInstance } from './reaper.js';
+import { startupVariableIn, type PrestartSpec } from './runtimes.js';
 
 /** A started sandbox that no run has touched, with its attach stream. */
 export interface WarmSandbox {
@@ -14,9 +15,11 @@ export interface WarmSandbox {
   readonly limits: RunLimits;
   /** True when the run requests lower rlimits than the sandbox started with. */
   readonly lowerRlimits: boolean;
+  /** True when the sandbox's interpreter is already running and waits for the run. */
+  readonly prestarted: boolean;
 }
 
-interface IdleSandbox extends Omit<WarmSandbox, 'lowerRlimits'> {
+interface IdleSandbox extends Omit<WarmSandbox, 'lowerRlimits' | 'prestarted'> {
   readonly startedAt: number;
   /** Removes the idle watchers, once the sandbox leaves the pool. */
   readonly unwatch: () => void;
@@ -27,6 +30,8 @@ export interface WarmPoolOptions {
   readonly sizes: ReadonlyMap<string, number>;
   /** Image id of each runtime that has one. */
   readonly images: ReadonlyMap<string, string>;
+  /** Runtimes whose warm sandboxes start their interpreter ahead of the run. */
+  readonly prestart: ReadonlyMap<string, PrestartSpec>;
   /** Idle sandboxes older than this are replaced. */
   readonly maxIdleMs: number;
   /** Sandboxes started at once to refill the pools. */
@@ -70,6 +75,9 @@ const MAX_RETRY_MS = 30_000;
  * container (image, user, read-only root, network, tmpfs size) is the same
  * for a warm sandbox as for a cold one at the server's default limits. A run
  * that needs another tmpfs size, or higher rlimits, takes the cold path.
+ * Where the runtime has a prestart command, a warm sandbox also has its
+ * interpreter started. A run that sets a variable the interpreter reads only
+ * at its start takes the cold path too.
  */
 export class WarmPool {
   private readonly idle = new Map<string, IdleSandbox[]>();
@@ -108,9 +116,14 @@ export class WarmPool {
    * Hands an unused sandbox to a run and starts a replacement in the
    * background, or returns why the run must take the cold path.
    */
-  take(runtimeId: string, limits: RunLimits): WarmSandbox | string {
+  take(runtimeId: string, limits: RunLimits, env: readonly string[]): WarmSandbox | string {
     const queue = this.idle.get(runtimeId);
     if (queue === undefined) return 'the warm pool is off for this runtime';
+    const prestart = this.options.prestart.get(runtimeId);
+    const startupVariable = prestart === undefined ? undefined : startupVariableIn(prestart, env);
+    if (prestart !== undefined && startupVariable !== undefined) {
+      return `warm sandboxes start ${prestart.command[0] ?? ''} before the run, so env ${startupVariable}, which it reads only at its start, needs a cold one`;
+    }
     const fixed = this.options.limits;
     if (limits.tmpBytes !== fixed.tmpBytes) {
       return `warm sandboxes have limits.tmp_bytes ${fixed.tmpBytes}, fixed at their start`;
@@ -130,7 +143,13 @@ export class WarmPool {
     }
     entry.unwatch();
     const lowerRlimits = RLIMIT_FIELDS.some(([field]) => asked[field] < started[field]);
-    return { sandbox: entry.sandbox, stream: entry.stream, limits: entry.limits, lowerRlimits };
+    return {
+      sandbox: entry.sandbox,
+      stream: entry.stream,
+      limits: entry.limits,
+      lowerRlimits,
+      prestarted: prestart !== undefined,
+    };
   }
 
   /** Ready and target sandboxes per runtime, e.g. "python 2/2, java 0/1". */
@@ -213,9 +232,11 @@ export class WarmPool {
     let stream: Duplex | undefined;
     try {
       const { options } = this;
+      const prestart = options.prestart.get(runtimeId);
       sandbox = await this.driver.createSandbox({
         runId: randomUUID(),
         poolRuntime: runtimeId,
+        ...(prestart === undefined ? {} : { prestart: prestart.command }),
         executor: options.instance,
         imageId: options.images.get(runtimeId) ?? '',
         limits: options.limits,

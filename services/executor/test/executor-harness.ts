@@ -16,6 +16,7 @@ import {
   type ServiceProcess,
 } from '../../../test/support/service-process.js';
 import { tokenInterceptor } from '../../../test/support/test-tokens.js';
+import { checkHealthDetails } from '../../../test/support/grpc-probes.js';
 
 export const { RunStatus, RunPhase, OutputStream } = executorV1;
 
@@ -178,6 +179,24 @@ export interface RunOptions {
   onOutput?: (data: Buffer) => void;
   /** False to drop output after onOutput, for runs that print more than a test should hold. */
   keepOutput?: boolean;
+}
+
+/** The warm pool depth an executor's health check reports, e.g. "python 2/2, javascript 1/1". */
+export async function poolDepth(executor: ExecutorUnderTest): Promise<string | undefined> {
+  const health = await checkHealthDetails(`127.0.0.1:${executor.process.port}`);
+  return health.trailers['cordon-warm-pool'];
+}
+
+/** Waits up to 20 s until the executor's warm pool reports `depth`. */
+export async function waitForDepth(executor: ExecutorUnderTest, depth: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  let seen: string | undefined;
+  while (Date.now() < deadline) {
+    seen = await poolDepth(executor);
+    if (seen === depth) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the warm pool did not reach "${depth}" within 20 s; last seen "${seen}"`);
 }
 
 /** Runs one request and collects everything the stream delivered. */

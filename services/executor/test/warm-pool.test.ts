@@ -1,8 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { executorV1 } from '@cordon/proto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkHealthDetails } from '../../../test/support/grpc-probes.js';
-import { python, RunStatus, startExecutor, type ExecutorUnderTest } from './executor-harness.js';
+import {
+  poolDepth,
+  python,
+  RunStatus,
+  startExecutor,
+  waitForDepth,
+  type ExecutorUnderTest,
+} from './executor-harness.js';
 
 const { StartPath } = executorV1;
 
@@ -23,22 +29,6 @@ afterEach(async () => {
   for (const executor of started.splice(0)) await executor.stop();
   expect(leftovers, 'run containers left behind by the executors').toEqual([]);
 });
-
-async function poolDepth(executor: ExecutorUnderTest): Promise<string | undefined> {
-  const health = await checkHealthDetails(`127.0.0.1:${executor.process.port}`);
-  return health.trailers['cordon-warm-pool'];
-}
-
-async function waitForDepth(executor: ExecutorUnderTest, depth: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  let seen: string | undefined;
-  while (Date.now() < deadline) {
-    seen = await poolDepth(executor);
-    if (seen === depth) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`the warm pool did not reach "${depth}" within 20 s; last seen "${seen}"`);
-}
 
 /** Names of the idle warm sandboxes of an executor. */
 function warmNames(executor: ExecutorUnderTest): string[] {

@@ -1,7 +1,7 @@
 import Docker from 'dockerode';
 import type { Duplex } from 'node:stream';
 import type { RunLimits } from '../executor-options.js';
-import { LAUNCHER_PROCESSES, LAUNCHER_SCRIPT, rlimitsOf, SANDBOX_UID } from '../launcher.js';
+import { LAUNCHER_PROCESSES, launcherScript, rlimitsOf, SANDBOX_UID } from '../launcher.js';
 import type { CgroupReader, CgroupUsage } from '../cgroup-usage.js';
 import type { ContainerExit, Sandbox, SandboxDriver, SandboxSpec } from './sandbox.js';
 
@@ -116,7 +116,7 @@ export function sandboxCreateOptions(spec: SandboxSpec): Docker.ContainerCreateO
   const gvisor = spec.runtime === 'runsc';
   return {
     Image: spec.imageId,
-    Cmd: ['/bin/sh', '-c', LAUNCHER_SCRIPT],
+    Cmd: ['/bin/sh', '-c', launcherScript(spec.prestart ?? null)],
     // The run's environment is exported by its run script, so a sandbox can start before its run is known.
     Env: [],
     User: `${SANDBOX_UID}:${SANDBOX_UID}`,

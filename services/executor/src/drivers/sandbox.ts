@@ -16,6 +16,8 @@ export interface SandboxSpec {
   readonly imageId: string;
   /** Labels this sandbox as a warm one of that runtime's pool, before any run has it. */
   readonly poolRuntime?: string;
+  /** Interpreter the launcher starts before the run is known (a warm sandbox's, see `launcherScript`). */
+  readonly prestart?: readonly string[];
   readonly limits: RunLimits;
   /**
    * Limits whose per-process fields (open files, file size, CPU seconds) set
