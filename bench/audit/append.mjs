@@ -1,5 +1,7 @@
 // Measures durable appends per second through the audit service's gRPC API,
-// with one writer and with eight concurrent writers. The baseline is raw
+// with one writer and with eight concurrent writers, both with unary Append
+// calls and over AppendStream (one stream per writer, with one event or a
+// window of STREAM_WINDOW events unacknowledged at a time). The baseline is raw
 // better-sqlite3 inserts with the same durability: WAL, synchronous FULL and
 // one commit per acknowledged row. A second baseline, noop-service.mjs, is
 // the same API served by the service kit with handlers that do nothing, so
@@ -29,6 +31,8 @@ const auditDist = new URL('../../services/audit/dist/', import.meta.url);
 const AUDIT_MAIN = fileURLToPath(new URL('main.js', auditDist));
 const NOOP_MAIN = fileURLToPath(new URL('noop-service.mjs', import.meta.url));
 const WRITERS = 8;
+/** Events an AppendStream writer keeps sent and unacknowledged in the windowed rows. */
+const STREAM_WINDOW = 64;
 const TOKEN_TTL_MS = 3_600_000;
 
 /**
@@ -182,17 +186,22 @@ function appendOnce(client, metadata) {
   });
 }
 
+/** Makes `count` clients of the service, each with its own connection. */
+function connectClients(port, count) {
+  return Array.from(
+    { length: count },
+    () =>
+      new auditV1.AuditServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), {
+        'grpc.use_local_subchannel_pool': 1,
+      }),
+  );
+}
+
 /** Appends through a service with `writers` concurrent loops, each on its own connection. */
 async function serviceAppends(script, dir, writers, seconds) {
   const service = await startService(script, join(dir, `service-${randomUUID()}.db`));
   const metadata = bearer(security.serviceToken);
-  const clients = Array.from(
-    { length: writers },
-    () =>
-      new auditV1.AuditServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure(), {
-        'grpc.use_local_subchannel_pool': 1,
-      }),
-  );
+  const clients = connectClients(service.port, writers);
   await Promise.all(clients.map((client) => appendOnce(client, metadata)));
 
   const deadline = Date.now() + seconds * 1000;
@@ -206,6 +215,79 @@ async function serviceAppends(script, dir, writers, seconds) {
       return count;
     }),
   );
+  clients.forEach((client) => client.close());
+  await stopService(service);
+  return counts.reduce((sum, count) => sum + count, 0) / seconds;
+}
+
+/**
+ * Opens an AppendStream whose writer keeps up to `window` events sent and
+ * unacknowledged: each acknowledgement lets the next event go.
+ */
+function openStreamWriter(client, metadata) {
+  const call = client.appendStream(metadata);
+  let acknowledged = 0;
+  let onAck = () => undefined;
+  call.on('data', () => {
+    acknowledged += 1;
+    onAck();
+  });
+  const ended = new Promise((resolve, reject) => {
+    call.on('error', reject);
+    call.on('status', (status) => {
+      if (status.code === 0) resolve();
+    });
+  });
+  // Awaited in close(); a failure before then must not go unhandled meanwhile.
+  ended.catch(() => undefined);
+
+  return {
+    /** Sends one event and resolves on its acknowledgement: the stream is open and the token verified. */
+    warmUp: () =>
+      new Promise((resolve) => {
+        onAck = resolve;
+        call.write(sampleRequest());
+      }),
+    /** Writes until the deadline and resolves with the acknowledgements that arrived before it. */
+    run: (window, deadline) =>
+      new Promise((resolve) => {
+        let sent = acknowledged;
+        let counted = 0;
+        const fill = () => {
+          if (Date.now() >= deadline) {
+            onAck = () => undefined;
+            resolve(counted);
+            return;
+          }
+          while (sent - acknowledged < window) {
+            call.write(sampleRequest());
+            sent += 1;
+          }
+        };
+        onAck = () => {
+          if (Date.now() < deadline) counted += 1;
+          fill();
+        };
+        fill();
+      }),
+    close: async () => {
+      call.end();
+      await ended;
+    },
+  };
+}
+
+/** Appends over AppendStream with `writers` streams, each on its own connection, `window` events in flight each. */
+async function streamAppends(script, dir, writers, window, seconds) {
+  const service = await startService(script, join(dir, `stream-${randomUUID()}.db`));
+  const metadata = bearer(security.serviceToken);
+  const clients = connectClients(service.port, writers);
+  const streams = clients.map((client) => openStreamWriter(client, metadata));
+  await Promise.all(streams.map((stream) => stream.warmUp()));
+
+  const deadline = Date.now() + seconds * 1000;
+  const counts = await Promise.all(streams.map((stream) => stream.run(window, deadline)));
+  await Promise.all(streams.map((stream) => stream.close()));
   clients.forEach((client) => client.close());
   await stopService(service);
   return counts.reduce((sum, count) => sum + count, 0) / seconds;
@@ -400,7 +482,7 @@ function printRow(label, value, unit, baselines) {
       `${name} ${baseline.toFixed(0).padStart(6)} ${unit} (ratio ${(value / baseline).toFixed(2)})`,
   );
   process.stdout.write(
-    `${label.padEnd(30)} ${value.toFixed(0).padStart(6)} ${unit}   ${cells.join('   ')}\n`,
+    `${label.padEnd(42)} ${value.toFixed(0).padStart(6)} ${unit}   ${cells.join('   ')}\n`,
   );
 }
 
@@ -432,6 +514,17 @@ async function main() {
           await serviceAppendsHttp2(AUDIT_MAIN, dir, writers, seconds),
         );
         record(`store ${writers}`, await storePathAppends(dir, writers, seconds));
+        if (writers === 1) {
+          record('stream seq 1', await streamAppends(AUDIT_MAIN, dir, 1, 1, seconds));
+        }
+        record(
+          `kit stream ${writers}`,
+          await streamAppends(NOOP_MAIN, dir, writers, STREAM_WINDOW, seconds),
+        );
+        record(
+          `stream ${writers}`,
+          await streamAppends(AUDIT_MAIN, dir, writers, STREAM_WINDOW, seconds),
+        );
       }
       const line = [...results].map(([key, list]) => `${key} ${list.at(-1).toFixed(0)}/s`);
       process.stdout.write(`round ${round}: ${line.join(', ')}\n`);
@@ -458,9 +551,30 @@ async function main() {
         ['kit no-op', median(results.get(`kit http2 ${writers}`))],
       ]);
     }
+    printRow('AppendStream, 1 writer, 1 in flight', median(results.get('stream seq 1')), '/s', [
+      ['unary, 1 writer', median(results.get('audit 1'))],
+    ]);
+    for (const writers of [1, WRITERS]) {
+      printRow(
+        `AppendStream, ${writers} writer${writers > 1 ? 's' : ''}, ${STREAM_WINDOW} in flight`,
+        median(results.get(`stream ${writers}`)),
+        '/s',
+        [
+          [
+            `unary, ${writers} writer${writers > 1 ? 's' : ''}`,
+            median(results.get(`audit ${writers}`)),
+          ],
+          ['kit no-op stream', median(results.get(`kit stream ${writers}`))],
+          ['store path', median(results.get(`store ${writers}`))],
+        ],
+      );
+    }
     printRow(`Verify of ${verifyRecords} records`, verify.verifyMs, 'ms', [
       ['read and hash in-process', verify.floorMs],
     ]);
+    process.stdout.write(
+      `AppendStream rows: one stream per writer, each on its own connection; ${STREAM_WINDOW} in flight is the window of unacknowledged events per stream\n`,
+    );
     process.stdout.write('targets: >= 2000 appends/s; Verify of 100000 records < 2000 ms\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -13,6 +13,11 @@ await runService({
         auditV1.AuditServiceService,
         {
           append: async () => ({ seq: 1, hash: '' }),
+          appendStream: async function* (requests) {
+            for await (const _request of requests) {
+              yield { seq: 1, hash: '' };
+            }
+          },
           query: async function* () {},
           getRun: async () => auditV1.GetRunResponse.fromPartial({}),
           verify: async () => auditV1.VerifyResponse.fromPartial({}),
@@ -22,6 +27,7 @@ await runService({
           // The same roles as the audit service, so the kit checks tokens as it does there.
           roles: {
             append: ['service'],
+            appendStream: ['service'],
             query: ['agent', 'auditor', 'admin'],
             getRun: ['agent', 'auditor', 'admin'],
             verify: ['auditor', 'admin'],

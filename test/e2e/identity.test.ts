@@ -239,6 +239,7 @@ const SERVICES: readonly ServiceUnderTest[] = [
     address: (mesh) => mesh.auditAddress,
     wrongRole: {
       append: 'agent',
+      appendStream: 'agent',
       query: 'service',
       getRun: 'service',
       verify: 'agent',
@@ -362,8 +363,8 @@ describe('tokens on every RPC', () => {
       reason: attribute(record, 'reason'),
       claimed: record.event?.agentId,
     }));
-    // 13 methods with five cases each, less the wrong role of ListRules, which admits every role.
-    expect(expected).toHaveLength(64);
+    // 14 methods with five cases each, less the wrong role of ListRules, which admits every role.
+    expect(expected).toHaveLength(69);
     expect(found).toEqual(expect.arrayContaining(expected));
     expect(
       records.every(
@@ -616,9 +617,13 @@ describe('mutual TLS', () => {
     expect(valid).toBeUndefined();
     expect(stored).toBeUndefined();
     // The memory service reached the audit service over mutual TLS with its own service token.
+    // Its audit events go over one AppendStream, whose log line comes when the stream ends,
+    // which the memory service does at shutdown.
+    memory.child.kill('SIGTERM');
+    await memory.exited;
     await audit.waitForLog(
       (line) =>
-        line['rpc'] === 'cordon.v1.AuditService/Append' &&
+        line['rpc'] === 'cordon.v1.AuditService/AppendStream' &&
         line.msg === 'rpc finished' &&
         line['caller'] === 'memory',
     );

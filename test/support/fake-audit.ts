@@ -23,7 +23,7 @@ export interface FakeAudit {
   stop(): Promise<void>;
 }
 
-/** Starts an audit service of the test's own that records every Append. */
+/** Starts an audit service of the test's own that records every event of Append and AppendStream. */
 export async function startFakeAudit(address = '127.0.0.1:0'): Promise<FakeAudit> {
   const appended: ReceivedAppend[] = [];
   const unimplemented = (): never => {
@@ -40,6 +40,16 @@ export async function startFakeAudit(address = '127.0.0.1:0'): Promise<FakeAudit
         });
         return Promise.resolve({ seq: appended.length, hash: '0'.repeat(64) });
       },
+      appendStream: async function* (requests, context) {
+        for await (const request of requests) {
+          appended.push({
+            event: request.event!,
+            role: context.caller.role,
+            subject: context.caller.subject,
+          });
+          yield { seq: appended.length, hash: '0'.repeat(64) };
+        }
+      },
       getRun: unimplemented,
       verify: unimplemented,
       query: unimplemented,
@@ -48,6 +58,7 @@ export async function startFakeAudit(address = '127.0.0.1:0'): Promise<FakeAudit
     {
       roles: {
         append: ['service'],
+        appendStream: ['service'],
         getRun: ['auditor'],
         verify: ['auditor'],
         query: ['auditor'],

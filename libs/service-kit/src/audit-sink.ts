@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { status, type ServiceError } from '@grpc/grpc-js';
 import { auditV1 } from '@cordon/proto';
-import { callUnary, createServiceClient } from './client.js';
 import type { Logger } from 'pino';
+import { isRetryableAppendError } from './append-error.js';
+import { AuditAppender } from './audit-appender.js';
+import { createServiceClient } from './client.js';
 import { activeTraceId } from './telemetry.js';
 
 /** An event a service records in the audit log, before it gets its id, time and trace. */
@@ -31,19 +32,9 @@ export const AUDITING_OFF: AuditSink<never> = {
   close: () => Promise.resolve(),
 };
 
-const APPEND_DEADLINE_MS = 5_000;
-/** Events waiting to be sent; beyond this, new events are dropped and counted. */
+/** Events recorded and not yet stored or dropped. Beyond this, new events are dropped and counted. */
 const MAX_QUEUED_EVENTS = 10_000;
-const MAX_APPENDS_IN_FLIGHT = 4;
-const MAX_RETRY_DELAY_MS = 5_000;
 const CLOSE_FLUSH_MS = 3_000;
-/** Append failures worth retrying: the record was not stored, and Append is idempotent by event id. */
-const RETRYABLE_CODES = new Set<number>([
-  status.UNAVAILABLE,
-  status.DEADLINE_EXCEEDED,
-  status.RESOURCE_EXHAUSTED,
-  status.CANCELLED,
-]);
 
 function attributeValue(value: string | number | boolean): auditV1.AttributeValue {
   if (typeof value === 'string') return { value: { $case: 'stringValue', value } };
@@ -74,20 +65,22 @@ export function toAppendRequest(service: string, event: AuditEventInput): auditV
 }
 
 /**
- * Sends events to the audit service over gRPC in the background, a few at
- * a time, and retries them while the audit service is unavailable.
+ * Sends events to the audit service in the background over one
+ * AppendStream, and appends an event again while the audit service is
+ * unavailable.
  *
  * NOTE: the queue lives in memory. Events still queued when the process
  * dies, and events beyond MAX_QUEUED_EVENTS during a long audit outage,
- * are lost; the log counts the dropped ones.
+ * are lost; the log counts the dropped ones. An event appended again
+ * after an outage goes behind the events recorded meanwhile.
  */
 export class GrpcAuditSink<A extends string = string> implements AuditSink<A> {
   private readonly client: auditV1.AuditServiceClient;
-  private readonly queue: auditV1.AppendRequest[] = [];
-  private inFlight = 0;
-  private failures = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly appender: AuditAppender;
+  private queued = 0;
   private dropped = 0;
+  private unsent = 0;
+  private closing = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -95,107 +88,82 @@ export class GrpcAuditSink<A extends string = string> implements AuditSink<A> {
     address: string,
     private readonly logger: Logger,
   ) {
+    // The client sends this service's own token (role service), which AppendStream requires.
     this.client = createServiceClient<auditV1.AuditServiceClient>(
       auditV1.AuditServiceService,
       address,
     );
+    this.appender = new AuditAppender(this.client, { logger });
   }
 
   record(event: AuditEventInput<A>): void {
-    if (this.queue.length >= MAX_QUEUED_EVENTS) {
+    if (this.queued >= MAX_QUEUED_EVENTS) {
       this.dropped += 1;
       if (this.dropped === 1 || this.dropped % 1000 === 0) {
         this.logger.error(
-          { dropped: this.dropped, queued: this.queue.length },
+          { dropped: this.dropped, queued: this.queued },
           'audit queue full; dropping audit events',
         );
       }
       return;
     }
-    this.queue.push(toAppendRequest(this.service, event));
-    this.pump();
+    this.queued += 1;
+    void this.deliver(toAppendRequest(this.service, event));
   }
 
   async close(): Promise<void> {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    this.pump();
     let timer: NodeJS.Timeout | undefined;
-    const idle = new Promise<void>((resolve) => {
-      if (this.queue.length === 0 && this.inFlight === 0) resolve();
-      else this.idleWaiters.push(resolve);
-    });
     await Promise.race([
-      idle,
-      new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_FLUSH_MS))),
+      this.whenIdle(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_FLUSH_MS);
+      }),
     ]);
     clearTimeout(timer);
-    const unsent = this.queue.length + this.inFlight;
-    if (unsent > 0) {
-      this.logger.error({ unsent }, 'audit events not sent before shutdown');
+
+    // Events still queued now fail at once, and their delivery loops end.
+    this.closing = true;
+    await this.appender.close(0);
+    await this.whenIdle();
+    if (this.unsent > 0) {
+      this.logger.error({ unsent: this.unsent }, 'audit events not sent before shutdown');
     }
     this.client.close();
   }
 
-  private pump(): void {
-    while (
-      this.retryTimer === undefined &&
-      this.inFlight < MAX_APPENDS_IN_FLIGHT &&
-      this.queue.length > 0
-    ) {
-      const request = this.queue.shift();
-      if (request !== undefined) {
-        this.inFlight += 1;
-        void this.send(request);
-      }
+  private whenIdle(): Promise<void> {
+    if (this.queued === 0) {
+      return Promise.resolve();
     }
-    if (this.queue.length === 0 && this.inFlight === 0) {
-      this.idleWaiters.splice(0).forEach((resolve) => resolve());
-    }
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private async send(request: auditV1.AppendRequest): Promise<void> {
+  /** Appends one event until it is stored, rejected, or the sink closes. */
+  private async deliver(request: auditV1.AppendRequest): Promise<void> {
     try {
-      // The client sends this service's own token (role service), which Append requires.
-      await callUnary(this.client.append.bind(this.client), request, {
-        deadlineMs: APPEND_DEADLINE_MS,
-      });
-      if (this.failures > 0) {
-        this.logger.info({ failures: this.failures }, 'audit service reachable again');
+      for (;;) {
+        try {
+          await this.appender.append(request);
+          return;
+        } catch (error) {
+          if (this.closing) {
+            this.unsent += 1;
+            return;
+          }
+          if (!isRetryableAppendError(error)) {
+            this.logger.error(
+              { err: error, action: request.event?.action, event_id: request.event?.id },
+              'audit service rejected an event; dropping it',
+            );
+            return;
+          }
+        }
       }
-      this.failures = 0;
-    } catch (error) {
-      this.handleFailure(request, error as ServiceError);
     } finally {
-      this.inFlight -= 1;
-      this.pump();
-    }
-  }
-
-  private handleFailure(request: auditV1.AppendRequest, error: ServiceError): void {
-    if (!RETRYABLE_CODES.has(error.code)) {
-      this.logger.error(
-        { err: error, action: request.event?.action, event_id: request.event?.id },
-        'audit service rejected an event; dropping it',
-      );
-      return;
-    }
-
-    this.queue.unshift(request);
-    this.failures += 1;
-    if (this.failures === 1) {
-      this.logger.warn(
-        { err: error, queued: this.queue.length },
-        'audit service unavailable; retrying',
-      );
-    }
-    if (this.retryTimer === undefined) {
-      const delayMs = Math.min(100 * 2 ** Math.min(this.failures, 10), MAX_RETRY_DELAY_MS);
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.pump();
-      }, delayMs);
-      this.retryTimer.unref();
+      this.queued -= 1;
+      if (this.queued === 0) {
+        this.idleWaiters.splice(0).forEach((resolve) => resolve());
+      }
     }
   }
 }

@@ -61,14 +61,29 @@ export interface MethodPolicy {
 /** Longest authorization value read; longer is rejected as malformed without parsing. */
 const MAX_TOKEN_CHARS = 8 * 1024;
 
-const verifiedCallers = new WeakMap<Metadata, VerifiedCaller>();
+/** A verified caller, and when the first of its call's tokens expires, in ms since the epoch. */
+interface Verification {
+  readonly caller: VerifiedCaller;
+  readonly expiresAtMs: number;
+}
+
+const verifications = new WeakMap<Metadata, Verification>();
 
 /**
  * Returns the caller the auth interceptor verified for a call's metadata.
  * grpc-js hands the handler the same Metadata object the interceptor passed on.
  */
 export function verifiedCallerOf(metadata: Metadata): VerifiedCaller | undefined {
-  return verifiedCallers.get(metadata);
+  return verifications.get(metadata)?.caller;
+}
+
+/**
+ * Returns when the first of the verified tokens of a call expires, in ms
+ * since the epoch: the bearer token, or the acting-for token when it
+ * expires sooner. Returns undefined when the caller was not verified.
+ */
+export function tokenExpiryOf(metadata: Metadata): number | undefined {
+  return verifications.get(metadata)?.expiresAtMs;
 }
 
 class Denied extends Error {
@@ -132,13 +147,14 @@ async function authenticate(
   method: string,
   policy: MethodPolicy,
   key: TokenKey,
-): Promise<VerifiedCaller> {
+): Promise<Verification> {
   const claims = await verifyToken(verifyBearerToken(key, bearerToken(metadata)));
   const { subject, role } = claims;
 
   const actingFor = singleValue(metadata, ACTING_FOR_METADATA_KEY);
   let agentId = role === 'service' ? '' : subject;
   let runId = '';
+  let expiresAtMs = claims.expiresAtMs;
   if (actingFor !== undefined) {
     if (role !== 'service') {
       throw new Denied(
@@ -159,6 +175,7 @@ async function authenticate(
     }
     agentId = proof.agentId;
     runId = proof.runId;
+    expiresAtMs = Math.min(expiresAtMs, proof.expiresAtMs);
   }
 
   if (!policy.roles.includes(role)) {
@@ -170,7 +187,7 @@ async function authenticate(
       role,
     );
   }
-  return { subject, role, agentId, runId };
+  return { caller: { subject, role, agentId, runId }, expiresAtMs };
 }
 
 /**
@@ -196,10 +213,10 @@ export function authInterceptor(
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         authenticate(metadata, method, policy, key).then(
-          (caller) => {
+          (verification) => {
             metadata.remove(AUTHORIZATION_METADATA_KEY);
             metadata.remove(ACTING_FOR_METADATA_KEY);
-            verifiedCallers.set(metadata, caller);
+            verifications.set(metadata, verification);
             next(metadata);
           },
           (error: unknown) => {

@@ -41,6 +41,9 @@ export {
 } from './logger.js';
 export { defaultStatePath } from './state-path.js';
 export { codeSha256, codeSha256FromHashes, type HashedFile } from './code-hash.js';
+export { AppendError, isRetryableAppendError } from './append-error.js';
+export { type AppendStreamClient } from './append-stream-call.js';
+export { AuditAppender, type AuditAppenderOptions } from './audit-appender.js';
 export {
   AUDITING_OFF,
   GrpcAuditSink,
@@ -111,6 +114,7 @@ export {
   type TokenFailure,
 } from './tokens.js';
 export {
+  type BidiStreamHandler,
   type CallContext,
   type ServerStreamHandler,
   type ServiceDefinition,

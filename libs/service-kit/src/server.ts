@@ -239,6 +239,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     setServing(false);
     logger.info({ in_flight: tracker.size, drain_ms: options.shutdownDrainMs }, 'server draining');
     const closed = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    tracker.stopReading(
+      new CordonError(
+        status.UNAVAILABLE,
+        'the server is shutting down; open a new stream to send the rest',
+      ),
+    );
 
     const drained = await waitOrTimeout(tracker.whenIdle(), options.shutdownDrainMs);
     if (!drained) {

@@ -222,7 +222,10 @@ async function verifyBearerTokenSignature(key: TokenKey, token: string): Promise
 }
 
 /** Verifies an acting-for token; throws TokenRejected saying what is wrong. */
-export async function verifyActingForToken(key: TokenKey, token: string): Promise<ActingForClaims> {
+export async function verifyActingForToken(
+  key: TokenKey,
+  token: string,
+): Promise<ActingForClaims & { readonly expiresAtMs: number }> {
   const payload = await verify(key, token, ACTING_FOR_TOKEN_TYPE, 'acting-for token');
   const service = payload[ACTING_SERVICE_CLAIM];
   const runId = payload[RUN_ID_CLAIM];
@@ -233,7 +236,12 @@ export async function verifyActingForToken(key: TokenKey, token: string): Promis
       payload.sub,
     );
   }
-  return { agentId: payload.sub, service, runId: runId ?? '' };
+  return {
+    agentId: payload.sub,
+    service,
+    runId: runId ?? '',
+    expiresAtMs: (payload.exp ?? 0) * 1000,
+  };
 }
 
 export interface CreateTokenOptions {

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { status } from '@grpc/grpc-js';
 import { isSpanContextValid, trace } from '@opentelemetry/api';
 import { auditV1 } from '@cordon/proto';
 import {
@@ -13,7 +12,9 @@ import {
   type Logger,
   type ServiceRegistration,
 } from '@cordon/service-kit';
+import { acknowledge, prepareCallerAppend } from './append-call.js';
 import { isKnownOutcome, prepareAppend, type CallTrace } from './append-request.js';
+import { appendStreamed } from './append-stream.js';
 import type { AuditOptions } from './audit-options.js';
 import type { AuditStore, RecordFilter } from './audit-store.js';
 import {
@@ -41,22 +42,6 @@ const MAX_READ_REQUEST_BYTES = 64 * 1024;
 
 function authorizeCall(context: CallContext, operation: AuditOperation): ReadScope {
   return authorize(context.caller, operation);
-}
-
-/**
- * Rejects an Append for another agent than the one the calling service
- * proved it acts for. A service acting for nobody may record any agent's
- * events, as it must for replayed and denial records.
- */
-function checkActingFor(context: CallContext, request: auditV1.AppendRequest): void {
-  const actingFor = context.caller.agentId;
-  const eventAgent = request.event?.agentId ?? '';
-  if (actingFor !== '' && eventAgent !== actingFor) {
-    throw new CordonError(
-      status.PERMISSION_DENIED,
-      `service ${context.caller.subject} acts for agent ${actingFor} but sent an event of agent ${JSON.stringify(eventAgent.slice(0, 64))}`,
-    );
-  }
 }
 
 /** Writes a rejected call of this service straight into the store, without waiting for it. */
@@ -161,23 +146,15 @@ export function auditServiceRegistration(parts: AuditServiceParts): ServiceRegis
     {
       append: async (request, context) => {
         authorizeCall(context, 'append');
-        checkActingFor(context, request);
-        const prepared = prepareAppend(request, options, activeCallTrace());
+        const prepared = prepareCallerAppend(context, request, options, activeCallTrace());
 
         const outcome = await commit.append(prepared);
-        if (outcome.kind === 'conflict') {
-          throw new CordonError(
-            status.ALREADY_EXISTS,
-            `event.id "${prepared.key.id}" is already stored as seq ${outcome.seq} for a different event (action ${outcome.action}); give every event a new UUID`,
-          );
-        }
-        if (outcome.kind === 'duplicate') {
-          context.logger.info(
-            { event_id: prepared.key.id, seq: outcome.seq },
-            'append of a stored event id; returning the stored record',
-          );
-        }
-        return { seq: outcome.seq, hash: outcome.hash };
+        return acknowledge(prepared, outcome, context.logger);
+      },
+
+      appendStream: async function* (requests, context) {
+        authorizeCall(context, 'append');
+        yield* appendStreamed(requests, context, { commit, options });
       },
 
       query: async function* (request, context) {
@@ -244,6 +221,7 @@ export function auditServiceRegistration(parts: AuditServiceParts): ServiceRegis
     {
       roles: {
         append: ALLOWED_ROLES.append,
+        appendStream: ALLOWED_ROLES.append,
         query: ALLOWED_ROLES.query,
         getRun: ALLOWED_ROLES['get-run'],
         verify: ALLOWED_ROLES.verify,

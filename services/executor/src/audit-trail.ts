@@ -3,6 +3,7 @@ import { Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js'
 import { trace } from '@opentelemetry/api';
 import { auditV1, type commonV1, executorV1 } from '@cordon/proto';
 import {
+  AuditAppender,
   AUTH_DENIED_ACTION,
   callUnary,
   codeSha256,
@@ -10,6 +11,7 @@ import {
   createServiceClient,
   denialAttributes,
   meshCredentials,
+  type AppendError,
   type AuthDenial,
   type Logger,
 } from '@cordon/service-kit';
@@ -18,8 +20,18 @@ import type { RunPlan } from './run-request.js';
 
 const APPEND_DEADLINE_MS = 5000;
 const REPLAY_INTERVAL_MS = 2000;
+/**
+ * Failed streams in a row before the appender fails the waiting records,
+ * and its longest wait between them. While the audit service is down, a
+ * run's end is spooled after 0.1 to 0.5 s instead of holding the run's
+ * slot until APPEND_DEADLINE_MS.
+ */
+const REOPEN_ATTEMPTS = 2;
+const MAX_REOPEN_DELAY_MS = 500;
+/** Time close() gives the appender to deliver records still in flight. */
+const CLOSE_FLUSH_MS = 3000;
 
-type AuditClient = Client & Pick<auditV1.AuditServiceClient, 'append'>;
+type AuditClient = Client & Pick<auditV1.AuditServiceClient, 'append' | 'appendStream'>;
 type AttributeMap = Record<string, auditV1.AttributeValue>;
 
 /** Facts of a run's start that the audit log records besides the plan. */
@@ -66,9 +78,14 @@ function event(fields: Partial<auditV1.AuditEvent>): auditV1.AuditEvent {
  * acknowledged or the run does not start (fail closed). An end that cannot
  * be appended at once is kept in a durable spool and replayed in order; the
  * audit service ignores a replayed id it already stored.
+ *
+ * The start goes by unary Append, because that call carries the acting-for
+ * token that proves whom the run is for, and it runs in the run's trace.
+ * Every other record goes over one AppendStream, which has neither per record.
  */
 export class AuditTrail {
   private readonly client: AuditClient;
+  private readonly appender: AuditAppender;
   private replayTimer: NodeJS.Timeout | undefined;
   private replaying = false;
 
@@ -77,8 +94,14 @@ export class AuditTrail {
     private readonly spool: AuditSpool,
     private readonly logger: Logger,
   ) {
-    // The client sends the executor's own service token, which Append requires.
+    // The client sends the executor's own service token, which Append and AppendStream require.
     this.client = createServiceClient<AuditClient>(auditV1.AuditServiceService, address);
+    this.appender = new AuditAppender(this.client, {
+      logger,
+      ackTimeoutMs: APPEND_DEADLINE_MS,
+      maxReopenAttempts: REOPEN_ATTEMPTS,
+      maxReopenDelayMs: MAX_REOPEN_DELAY_MS,
+    });
   }
 
   startReplay(): void {
@@ -86,9 +109,12 @@ export class AuditTrail {
     void this.replay();
   }
 
+  /** Stops replaying, and closes the connection once records in flight are delivered or spooled. */
   close(): void {
     clearInterval(this.replayTimer);
-    this.client.close();
+    void this.appender.close(CLOSE_FLUSH_MS).finally(() => {
+      this.client.close();
+    });
   }
 
   /** Appends execution.started; throws UNAVAILABLE when the audit service does not acknowledge it. */
@@ -122,7 +148,10 @@ export class AuditTrail {
         start.agentId,
         start.runId,
       );
-      await this.append(request, actingFor);
+      await callUnary(this.client.append.bind(this.client), request, {
+        deadlineMs: APPEND_DEADLINE_MS,
+        metadata: actingFor ?? new Metadata(),
+      });
     } catch (error) {
       const code = (error as Partial<ServiceError>).code;
       if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) {
@@ -215,7 +244,7 @@ export class AuditTrail {
     // Earlier spooled records go first, so the log keeps the order runs ended in.
     if (this.spool.pending().length === 0) {
       try {
-        await this.append(request);
+        await this.appender.append(request);
         return;
       } catch (error) {
         this.logger.warn(
@@ -232,13 +261,13 @@ export class AuditTrail {
     this.replaying = true;
     try {
       for (const { file, request } of this.spool.pending()) {
-        await this.append(request);
+        await this.appender.append(request);
         this.spool.remove(file);
         this.logger.info({ run_id: request.event?.runId }, 'replayed a spooled audit record');
       }
     } catch (error) {
       this.logger.debug(
-        { code: (error as ServiceError).code },
+        { code: (error as Partial<AppendError>).code },
         'audit service still unavailable; spool kept',
       );
     } finally {
@@ -260,18 +289,8 @@ export class AuditTrail {
         attributes,
       }),
     });
-    this.append(request).catch((error: unknown) => {
+    this.appender.append(request).catch((error: unknown) => {
       this.logger.warn({ err: error, rpc: denial.method }, 'could not record a denied call');
-    });
-  }
-
-  private async append(
-    request: auditV1.AppendRequest,
-    metadata = new Metadata(),
-  ): Promise<auditV1.AppendResponse> {
-    return callUnary(this.client.append.bind(this.client), request, {
-      deadlineMs: APPEND_DEADLINE_MS,
-      metadata,
     });
   }
 }

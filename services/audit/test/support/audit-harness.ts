@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   credentials,
-  type Metadata,
+  Metadata,
+  type ClientDuplexStream,
   type ClientReadableStream,
   type ServiceError,
+  type StatusObject,
 } from '@grpc/grpc-js';
 import { auditV1 } from '@cordon/proto';
 import {
@@ -16,7 +18,11 @@ import {
   startListeningService,
   type ServiceProcess,
 } from '../../../../test/support/service-process.js';
-import { bearerMetadata, type TestRole } from '../../../../test/support/test-tokens.js';
+import {
+  bearerMetadata,
+  mintTestToken,
+  type TestRole,
+} from '../../../../test/support/test-tokens.js';
 
 /** The built service, started the way `npm start` starts it. */
 export const AUDIT_MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -121,6 +127,16 @@ export function as(role: Role, subject?: string): Metadata {
   return bearerMetadata(subject ?? DEFAULT_SUBJECTS[role], role);
 }
 
+/** Metadata with a token of the test service `executor` that expires after `ttlSeconds`. */
+export function expiringServiceToken(ttlSeconds: number): Metadata {
+  const metadata = new Metadata();
+  metadata.set(
+    'authorization',
+    `Bearer ${mintTestToken({ subject: DEFAULT_SUBJECTS.service, role: 'service', ttlSeconds })}`,
+  );
+  return metadata;
+}
+
 export const SERVICE = as('service');
 export const AUDITOR = as('auditor');
 
@@ -180,6 +196,82 @@ export function append(
     auditV1.AppendRequest.fromPartial(request),
     metadata,
   );
+}
+
+/** An AppendStream call, the responses it received so far, and the status it ends with. */
+export interface OpenAppendStream {
+  readonly call: ClientDuplexStream<auditV1.AppendRequest, auditV1.AppendResponse>;
+  readonly responses: auditV1.AppendResponse[];
+  /** Resolves once the status and every response before it arrived. */
+  readonly ended: Promise<StatusObject>;
+  /** Resolves once at least `count` responses arrived, or rejects when the stream ends before. */
+  waitForResponses(count: number): Promise<auditV1.AppendResponse[]>;
+}
+
+export function openAppendStream(
+  audit: RunningAudit,
+  metadata: Metadata = SERVICE,
+): OpenAppendStream {
+  const call = audit.client.appendStream(metadata);
+  const responses: auditV1.AppendResponse[] = [];
+  const listeners = new Set<() => void>();
+  let status: StatusObject | undefined;
+  let readEnded = false;
+  const ended = new Promise<StatusObject>((resolve) => {
+    const check = (): void => {
+      listeners.forEach((listener) => {
+        listener();
+      });
+      if (status !== undefined && readEnded) resolve(status);
+    };
+    call.on('data', (response: auditV1.AppendResponse) => {
+      responses.push(response);
+      check();
+    });
+    call.on('error', () => undefined);
+    call.on('status', (received: StatusObject) => {
+      status = received;
+      check();
+    });
+    call.on('end', () => {
+      readEnded = true;
+      check();
+    });
+  });
+  const waitForResponses = (count: number): Promise<auditV1.AppendResponse[]> =>
+    new Promise((resolve, reject) => {
+      const listener = (): void => {
+        if (responses.length >= count) {
+          listeners.delete(listener);
+          resolve(responses);
+        } else if (status !== undefined && readEnded) {
+          listeners.delete(listener);
+          reject(
+            new Error(
+              `the stream ended after ${responses.length} of ${count} responses: ${status.details}`,
+            ),
+          );
+        }
+      };
+      listeners.add(listener);
+      listener();
+    });
+  return { call, responses, ended, waitForResponses };
+}
+
+/** Writes every request on one AppendStream, half-closes it, and resolves with the responses and status. */
+export async function appendStream(
+  audit: RunningAudit,
+  requests: readonly Partial<auditV1.AppendRequest>[],
+  metadata: Metadata = SERVICE,
+): Promise<{ responses: auditV1.AppendResponse[]; status: StatusObject }> {
+  const stream = openAppendStream(audit, metadata);
+  for (const request of requests) {
+    stream.call.write(auditV1.AppendRequest.fromPartial(request));
+  }
+  stream.call.end();
+  const status = await stream.ended;
+  return { responses: stream.responses, status };
 }
 
 /** Reads a server stream to its end. */

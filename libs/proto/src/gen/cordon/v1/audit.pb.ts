@@ -10,9 +10,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -2133,11 +2135,55 @@ export const AuditServiceService = {
    * Appends one record; only services may call it. Idempotent by
    * event.id: appending an id that is already stored returns the stored
    * seq and hash, so a spooled record can be replayed safely.
+   * AppendStream takes the same messages, so one validation serves both.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    */
   append: {
     path: '/cordon.v1.AuditService/Append' as const,
     requestStream: false as const,
     responseStream: false as const,
+    requestSerialize: (value: AppendRequest): Buffer =>
+      Buffer.from(AppendRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AppendRequest => AppendRequest.decode(value),
+    responseSerialize: (value: AppendResponse): Buffer =>
+      Buffer.from(AppendResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AppendResponse => AppendResponse.decode(value),
+  },
+  /**
+   * Appends the records of a stream of requests, each as Append would;
+   * only services may call it. A producer keeps several events in flight
+   * on one stream instead of waiting for each call in turn.
+   *
+   * Responses come in the order of the requests, one per request, and each
+   * is sent only after its record has committed, so an acknowledged record
+   * survives a power cut exactly as one acknowledged by Append. Idempotent
+   * by event.id like Append: after a broken stream, a client resends every
+   * event it has no response for, and an id already stored returns the
+   * stored seq and hash.
+   *
+   * An invalid request ends the stream with INVALID_ARGUMENT, and an id
+   * stored for a different event with ALREADY_EXISTS; the message names the
+   * request's index on the stream (from 0) and its event.id. Every request
+   * before it is committed and acknowledged first. No request after an
+   * invalid one is stored; after ALREADY_EXISTS, requests already being
+   * committed may be stored without a response, so resend them.
+   *
+   * The server stops reading a stream while 128 of its events (or 16 MiB of
+   * their event JSON, files and output) wait for their commit, so HTTP/2
+   * flow control slows the writer down. The stream ends with
+   * UNAUTHENTICATED when the caller's token expires, and with UNAVAILABLE
+   * when the server shuts down, each after the responses for the requests
+   * it read; open a new stream (with a fresh token) for the rest. Unlike
+   * Append, an event without trace_id keeps it empty, because the stream's
+   * own trace spans many events.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  appendStream: {
+    path: '/cordon.v1.AuditService/AppendStream' as const,
+    requestStream: true as const,
+    responseStream: true as const,
     requestSerialize: (value: AppendRequest): Buffer =>
       Buffer.from(AppendRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): AppendRequest => AppendRequest.decode(value),
@@ -2200,8 +2246,42 @@ export interface AuditServiceServer extends UntypedServiceImplementation {
    * Appends one record; only services may call it. Idempotent by
    * event.id: appending an id that is already stored returns the stored
    * seq and hash, so a spooled record can be replayed safely.
+   * AppendStream takes the same messages, so one validation serves both.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    */
   append: handleUnaryCall<AppendRequest, AppendResponse>;
+  /**
+   * Appends the records of a stream of requests, each as Append would;
+   * only services may call it. A producer keeps several events in flight
+   * on one stream instead of waiting for each call in turn.
+   *
+   * Responses come in the order of the requests, one per request, and each
+   * is sent only after its record has committed, so an acknowledged record
+   * survives a power cut exactly as one acknowledged by Append. Idempotent
+   * by event.id like Append: after a broken stream, a client resends every
+   * event it has no response for, and an id already stored returns the
+   * stored seq and hash.
+   *
+   * An invalid request ends the stream with INVALID_ARGUMENT, and an id
+   * stored for a different event with ALREADY_EXISTS; the message names the
+   * request's index on the stream (from 0) and its event.id. Every request
+   * before it is committed and acknowledged first. No request after an
+   * invalid one is stored; after ALREADY_EXISTS, requests already being
+   * committed may be stored without a response, so resend them.
+   *
+   * The server stops reading a stream while 128 of its events (or 16 MiB of
+   * their event JSON, files and output) wait for their commit, so HTTP/2
+   * flow control slows the writer down. The stream ends with
+   * UNAUTHENTICATED when the caller's token expires, and with UNAVAILABLE
+   * when the server shuts down, each after the responses for the requests
+   * it read; open a new stream (with a fresh token) for the rest. Unlike
+   * Append, an event without trace_id keeps it empty, because the stream's
+   * own trace spans many events.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  appendStream: handleBidiStreamingCall<AppendRequest, AppendResponse>;
   /** Streams the records that match every given filter, in seq order. */
   query: handleServerStreamingCall<QueryRequest, QueryResponse>;
   /** Returns a run's whole timeline, its code and its output excerpt. */
@@ -2217,6 +2297,8 @@ export interface AuditServiceClient extends Client {
    * Appends one record; only services may call it. Idempotent by
    * event.id: appending an id that is already stored returns the stored
    * seq and hash, so a spooled record can be replayed safely.
+   * AppendStream takes the same messages, so one validation serves both.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
    */
   append(
     request: AppendRequest,
@@ -2233,6 +2315,43 @@ export interface AuditServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AppendResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Appends the records of a stream of requests, each as Append would;
+   * only services may call it. A producer keeps several events in flight
+   * on one stream instead of waiting for each call in turn.
+   *
+   * Responses come in the order of the requests, one per request, and each
+   * is sent only after its record has committed, so an acknowledged record
+   * survives a power cut exactly as one acknowledged by Append. Idempotent
+   * by event.id like Append: after a broken stream, a client resends every
+   * event it has no response for, and an id already stored returns the
+   * stored seq and hash.
+   *
+   * An invalid request ends the stream with INVALID_ARGUMENT, and an id
+   * stored for a different event with ALREADY_EXISTS; the message names the
+   * request's index on the stream (from 0) and its event.id. Every request
+   * before it is committed and acknowledged first. No request after an
+   * invalid one is stored; after ALREADY_EXISTS, requests already being
+   * committed may be stored without a response, so resend them.
+   *
+   * The server stops reading a stream while 128 of its events (or 16 MiB of
+   * their event JSON, files and output) wait for their commit, so HTTP/2
+   * flow control slows the writer down. The stream ends with
+   * UNAUTHENTICATED when the caller's token expires, and with UNAVAILABLE
+   * when the server shuts down, each after the responses for the requests
+   * it read; open a new stream (with a fresh token) for the rest. Unlike
+   * Append, an event without trace_id keeps it empty, because the stream's
+   * own trace spans many events.
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   */
+  appendStream(): ClientDuplexStream<AppendRequest, AppendResponse>;
+  appendStream(options: Partial<CallOptions>): ClientDuplexStream<AppendRequest, AppendResponse>;
+  appendStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<AppendRequest, AppendResponse>;
   /** Streams the records that match every given filter, in seq order. */
   query(request: QueryRequest, options?: Partial<CallOptions>): ClientReadableStream<QueryResponse>;
   query(
