@@ -20,6 +20,13 @@ const GVISOR = TEST_RUNTIME === 'runsc';
 /** Time the executor may take beyond a wall-clock limit to notice and kill: timer, cgroup read, kill. */
 const WALL_GRACE_MS = 1000;
 
+/**
+ * The same for a sandbox full of forking processes. gVisor stops each of
+ * them itself, and on a machine busy with other suites that has taken up to
+ * 2.3 s past the limit.
+ */
+const FORK_BOMB_GRACE_MS = GVISOR ? 3000 : WALL_GRACE_MS;
+
 let executor: ExecutorUnderTest;
 
 /** Peak resident set of a process, from /proc (VmHWM). */
@@ -195,7 +202,7 @@ describe('process limit', () => {
     } else {
       expect(bombResult.exited?.status).toBe(RunStatus.RUN_STATUS_WALL_TIMEOUT);
     }
-    expect(bombResult.exitedMs).toBeLessThan(3000 + WALL_GRACE_MS);
+    expect(bombResult.exitedMs).toBeLessThan(3000 + FORK_BOMB_GRACE_MS);
     expect(neighbourResult.stdout.toString()).toBe('neighbour ok\n');
     expect(neighbourResult.exited?.status).toBe(RunStatus.RUN_STATUS_OK);
   });
