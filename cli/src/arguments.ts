@@ -46,6 +46,31 @@ function describeParseError(error: unknown): string {
 }
 
 /**
+ * Joins a flag that takes a value with a following "-5s" or "-1", which
+ * parseArgs would read as a flag, so the value's own check reports what is wrong with it.
+ */
+function joinNegativeValues(args: readonly string[], options: Options): string[] {
+  const joined: string[] = [];
+  for (let index = 0; index < args.length; index += 1) {
+    const arg = args[index] ?? '';
+    if (arg === '--') {
+      joined.push(...args.slice(index));
+      break;
+    }
+    const next = args[index + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    const takesValue = name !== undefined && options[name]?.type === 'string';
+    if (takesValue && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      index += 1;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
+}
+
+/**
  * Parses a command's arguments strictly, so an unknown flag or a missing
  * value is a usage error that names the flag.
  */
@@ -56,7 +81,7 @@ export function parseCommand<O extends Options>(
 ) {
   try {
     return parseArgs({
-      args: [...args],
+      args: joinNegativeValues(args, options),
       options: { ...COMMON_OPTIONS, ...options },
       allowPositionals: true,
       strict: true,

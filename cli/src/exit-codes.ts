@@ -1,3 +1,4 @@
+import { status } from '@grpc/grpc-js';
 import { executorV1 } from '@cordon/proto';
 
 const { RunStatus } = executorV1;
@@ -23,14 +24,14 @@ export const EXIT_CODE_TABLE: readonly (readonly [string, string])[] = [
     '1',
     "cordon run: a compile error (or the compiler's own exit code); other commands: a negative answer (findings at --fail-on, a broken audit chain, a missing key or run, a memory version that moved on, a service not serving)",
   ],
-  ['2', 'the command line is invalid (unknown flag, missing file, bad value); nothing was sent'],
-  ['124', 'cordon run: the program hit its wall-clock (--timeout) or CPU (--cpu) limit'],
   [
-    '125',
-    'the mesh failed: a service is unreachable, rejected the request or had an internal error',
+    '2',
+    'the command line is invalid (unknown flag, missing file, bad value): nothing was sent, or the service rejected a value as invalid and nothing ran',
   ],
+  ['124', 'cordon run: the program hit its wall-clock (--timeout) or CPU (--cpu) limit'],
+  ['125', 'the mesh failed: a service is unreachable, refused the call or had an internal error'],
   ['126', 'cordon run: the scan policy blocked the run before it started'],
-  ['130', 'cordon run: the run was cancelled (Ctrl-C)'],
+  ['130', 'cordon run: the run was cancelled (Ctrl-C or SIGTERM)'],
   ['137', 'cordon run: the program hit its memory limit (--memory) and was killed'],
   ['141', 'cordon run: the program hit its output limit (--max-output) and was killed'],
 ];
@@ -59,4 +60,12 @@ export function exitCodeForRun(exited: executorV1.RunExited): number {
     default:
       return EXIT.mesh;
   }
+}
+
+/** The exit code for a failed mesh call, from its status code. */
+export function exitCodeForMeshError(code: status): number {
+  // A record that does not exist, or a version that moved on, is an answer, not a failure.
+  if (code === status.NOT_FOUND || code === status.ABORTED) return EXIT.negative;
+  // The service checks values the command line cannot, such as a limit above its maximum.
+  return code === status.INVALID_ARGUMENT ? EXIT.usage : EXIT.mesh;
 }

@@ -1,4 +1,3 @@
-import { status } from '@grpc/grpc-js';
 import { CordonClientError } from '@cordon/client';
 import { auditCommand } from './commands/audit.js';
 import { healthCommand, runtimesCommand } from './commands/mesh-info.js';
@@ -6,7 +5,7 @@ import { memoryCommand } from './commands/memory.js';
 import { runCommand } from './commands/run.js';
 import { scanCommand } from './commands/scan.js';
 import { tokenCommand } from './commands/token.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeForMeshError } from './exit-codes.js';
 import { commandHelp, MAIN_HELP } from './help.js';
 import { describeMeshError } from './mesh-error.js';
 import { processTerminal, writeLine, type Terminal } from './terminal.js';
@@ -36,8 +35,8 @@ function wantsHelp(args: readonly string[]): boolean {
 
 /**
  * Runs one `cordon` command line and returns its exit code. Failures end as
- * one line on stderr: a usage error (2), a negative answer (1) or a mesh
- * error (125). Anything else is a bug in this program and keeps its stack.
+ * one line on stderr: a usage error or a value the service rejected (2), a
+ * negative answer (1) or a mesh error (125). Anything else is a bug in this program and keeps its stack.
  */
 export async function runCli(
   argv: readonly string[],
@@ -74,10 +73,7 @@ export async function runCli(
     }
     if (error instanceof CordonClientError) {
       writeLine(terminal.stderr, `cordon: ${describeMeshError(error)}`);
-      // A record that does not exist, or a version that moved on, is an answer, not a failure.
-      return error.code === status.NOT_FOUND || error.code === status.ABORTED
-        ? EXIT.negative
-        : EXIT.mesh;
+      return exitCodeForMeshError(error.code);
     }
     throw error;
   }

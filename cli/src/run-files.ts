@@ -12,6 +12,15 @@ export interface Submission {
   files: SubmittedFile[];
   /** Request path of the first FILE argument, which the program starts from. */
   entrypoint: string;
+  /** Request paths of files found in folders that the folder filter left out. */
+  skipped: string[];
+}
+
+/** Filter for the files found in a folder; files named on the command line are always taken. */
+export interface FolderFilter {
+  readonly keep: (path: string) => boolean;
+  /** Description of the files the command takes, for the error when a folder has none, e.g. "files ending in .py". */
+  readonly takes: string;
 }
 
 // Caches and dependency folders that a run never needs and that can be large.
@@ -57,11 +66,15 @@ function commonFolder(paths: readonly string[]): string {
 
 /**
  * Collects the files of a run. The first argument is the entry file; a
- * folder argument adds every file under it, except hidden files and
- * caches. Request paths are relative to the deepest folder that holds
+ * folder argument adds every file under it that `filter` keeps, except
+ * hidden files and caches. Request paths are relative to the deepest folder that holds
  * every file, so `cordon run app/main.py app/lib` sends main.py and lib/....
  */
-export function collectFiles(args: readonly string[], command: 'run' | 'scan' = 'run'): Submission {
+export function collectFiles(
+  args: readonly string[],
+  command: 'run' | 'scan' = 'run',
+  filter?: FolderFilter,
+): Submission {
   const [entryArgument] = args;
   if (entryArgument === undefined) {
     throw new UsageError(
@@ -76,15 +89,23 @@ export function collectFiles(args: readonly string[], command: 'run' | 'scan' = 
   }
 
   const absolute: string[] = [];
+  const skippedAbsolute: string[] = [];
   for (const argument of args) {
     const path = resolve(argument);
     if (statOrThrow(argument).isDirectory()) {
-      walk(path, absolute);
+      const found: string[] = [];
+      walk(path, found);
+      for (const file of found) {
+        (filter === undefined || filter.keep(file) ? absolute : skippedAbsolute).push(file);
+      }
     } else {
       absolute.push(path);
     }
   }
   const unique = [...new Set(absolute)];
+  if (unique.length === 0) {
+    throw new UsageError(`${command}: found no ${filter?.takes ?? 'files'} in ${args.join(', ')}`);
+  }
   const base = commonFolder(unique.map((path) => dirname(path)));
   const toRequestPath = (path: string): string => relative(base, path).split(sep).join('/');
 
@@ -93,5 +114,6 @@ export function collectFiles(args: readonly string[], command: 'run' | 'scan' = 
   return {
     files: ordered.map((path) => ({ path: toRequestPath(path), content: readFileSync(path) })),
     entrypoint: toRequestPath(entryPath),
+    skipped: [...new Set(skippedAbsolute)].map(toRequestPath),
   };
 }

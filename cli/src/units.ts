@@ -10,14 +10,25 @@ const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
 
 /** Parses "500ms", "10s", "1.5s", "2m", "1h" or "7d" into milliseconds; a unit is required. */
 export function parseDuration(text: string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
-  const unit = match?.[2];
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/i.exec(text.trim());
+  const unit = match?.[2]?.toLowerCase();
   if (match?.[1] === undefined || unit === undefined) {
     throw new UsageError(
       `${flag} "${text}" is not a duration; use a number with a unit such as 500ms, 10s, 2m or 1h`,
     );
   }
-  return Math.round(Number(match[1]) * (DURATION_UNITS_MS[unit] ?? 1));
+  return wholeNumber(Number(match[1]) * (DURATION_UNITS_MS[unit] ?? 1), text, flag);
+}
+
+/** Rounds a parsed value, rejecting one beyond what a request field can carry exactly. */
+function wholeNumber(value: number, text: string, flag: string): number {
+  const rounded = Math.round(value);
+  if (!Number.isSafeInteger(rounded)) {
+    throw new UsageError(
+      `${flag} "${text}" is too large; the most a flag takes is ${Number.MAX_SAFE_INTEGER}`,
+    );
+  }
+  return rounded;
 }
 
 const SIZE_UNITS: Readonly<Record<string, number>> = {
@@ -43,7 +54,7 @@ export function parseSize(text: string, flag: string): number {
       `${flag} "${text}" is not a size; use bytes or a unit such as 64k, 256m or 1g`,
     );
   }
-  return Math.round(Number(match[1]) * multiplier);
+  return wholeNumber(Number(match[1]) * multiplier, text, flag);
 }
 
 /** Parses a whole number of at least `min`. */

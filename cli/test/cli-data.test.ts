@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sarifSchemaErrors } from '../../services/scanner/test/support/scanner-harness.js';
 import { cordon, EXAMPLES, startMesh, testKeyFile, token, type Mesh } from './mesh-harness.js';
@@ -265,6 +265,35 @@ describe('cordon health, runtimes, token and scan', () => {
       readFileSync(join(EXAMPLES, 'expected', 'scan-vulnerable.txt'), 'utf8'),
     );
     expect(result.code).toBe(0);
+  });
+
+  it('leaves out folder files of unknown language and says so', async () => {
+    const folder = join(mesh.folder, 'mixed');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'README.md'), '# notes\n');
+    writeFileSync(join(folder, 'app.py'), 'print("ok")\n');
+    writeFileSync(join(folder, 'notes.txt'), 'todo\n');
+
+    const result = await cordon(['scan', folder], agent);
+
+    expect(result.stderr).toBe(
+      'cordon: scan: left out 2 files in a folder whose language is unknown (README.md, notes.txt); name a file, or pass --language, to scan it\n',
+    );
+    expect(result.stdout).toBe('no findings in 1 file scanned\n');
+    expect(result.code).toBe(0);
+  });
+
+  it('rejects a folder with no file the scanner reads', async () => {
+    const folder = join(mesh.folder, 'docs-only');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'README.md'), '# notes\n');
+
+    const result = await cordon(['scan', folder], agent);
+
+    expect(result.stderr).toBe(
+      `cordon: scan: found no files ending in .py, .js, .mjs, .cjs, .ts, .mts, .cts, .java, .cs in ${folder}\n`,
+    );
+    expect(result.code).toBe(2);
   });
 
   it('exits 1 when a finding reaches --fail-on and writes SARIF', async () => {

@@ -222,6 +222,14 @@ describe('cordon run rejects bad input before calling the mesh', () => {
       'cordon: --timeout "10" is not a duration; use a number with a unit such as 500ms, 10s, 2m or 1h\n',
     ],
     [
+      ['run', 'examples/python-stats/main.py', '--timeout', '-5s'],
+      'cordon: --timeout "-5s" is not a duration; use a number with a unit such as 500ms, 10s, 2m or 1h\n',
+    ],
+    [
+      ['run', 'examples/python-stats/main.py', '--memory', '99999999999999999999g'],
+      'cordon: --memory "99999999999999999999g" is too large; the most a flag takes is 9007199254740991\n',
+    ],
+    [
       ['run', 'examples/python-stats/main.py', '--memory', 'lots'],
       'cordon: --memory "lots" is not a size; use bytes or a unit such as 64k, 256m or 1g\n',
     ],
@@ -278,13 +286,13 @@ describe('cordon and mesh errors', () => {
     expect(result.code).toBe(125);
   });
 
-  it('passes on the server sentence for a limit above the maximum', async () => {
+  it('exits 2 with the server sentence for a limit above the maximum', async () => {
     const result = await cordon(['run', 'examples/python-stats/main.py', '--memory', '4g'], env);
 
     expect(result.stderr).toBe(
       "cordon: executor: the request was rejected (INVALID_ARGUMENT): limits.memory_bytes: 4294967296 is above this server's maximum 1073741824; lower it or raise CORDON_MAX_MEMORY_BYTES\n",
     );
-    expect(result.code).toBe(125);
+    expect(result.code).toBe(2);
   });
 
   it('reports an over-large --timeout as the wall limit', async () => {
@@ -293,7 +301,7 @@ describe('cordon and mesh errors', () => {
     expect(result.stderr).toBe(
       "cordon: executor: the request was rejected (INVALID_ARGUMENT): limits.wall_time_ms: 600000 is above this server's maximum 300000; lower it or raise CORDON_MAX_WALL_TIME_MS\n",
     );
-    expect(result.code).toBe(125);
+    expect(result.code).toBe(2);
   });
 
   it('says a call without a token was not accepted', async () => {

@@ -5,7 +5,7 @@ import { CordonClientError, type CordonClient, type ExecutionEvent } from '@cord
 import { executorV1 } from '@cordon/proto';
 import { parseCommand, type FlagValues } from '../arguments.js';
 import { connect } from '../connect.js';
-import { EXIT, exitCodeForRun } from '../exit-codes.js';
+import { EXIT, exitCodeForMeshError, exitCodeForRun } from '../exit-codes.js';
 import { describeMeshError } from '../mesh-error.js';
 import { collectFiles } from '../run-files.js';
 import { Spinner, summaryLine } from '../run-display.js';
@@ -239,5 +239,5 @@ function reportRunFailure(error: unknown, json: boolean, terminal: Terminal): nu
     }
     return EXIT.blocked;
   }
-  return EXIT.mesh;
+  return exitCodeForMeshError(error.code);
 }

@@ -113,7 +113,26 @@ function countLine(findings: readonly commonV1.Finding[], filesScanned: number):
 export async function scanCommand(args: readonly string[], terminal: Terminal): Promise<number> {
   const { values: flags, positionals } = parseCommand(args, SCAN_OPTIONS, 'scan');
   const failOn = parseFailOn(flags['fail-on']);
-  const { files } = collectFiles(positionals, 'scan');
+  // Without --language, a folder's files that no scanned language has, such as a README, are left out.
+  const extensions = Object.keys(LANGUAGES);
+  const { files, skipped } = collectFiles(
+    positionals,
+    'scan',
+    flags.language === undefined
+      ? {
+          keep: (path) => Object.hasOwn(LANGUAGES, extname(path).toLowerCase()),
+          takes: `files ending in ${extensions.join(', ')}`,
+        }
+      : undefined,
+  );
+  if (skipped.length > 0) {
+    const shown = skipped.slice(0, 3).join(', ');
+    const more = skipped.length > 3 ? ` and ${skipped.length - 3} more` : '';
+    writeLine(
+      terminal.stderr,
+      `cordon: scan: left out ${skipped.length} file${skipped.length === 1 ? '' : 's'} in a folder whose language is unknown (${shown}${more}); name a file, or pass --language, to scan it`,
+    );
+  }
   const groups = groupByLanguage(files, flags.language);
 
   const client = connect(flags.address, terminal);
