@@ -20,9 +20,21 @@ export interface RunDependencies {
   readonly instance: ExecutorInstance;
   /** Started, never-used sandboxes, when the driver is Docker and a pool is configured. */
   readonly pool: WarmPool | undefined;
-  /** Removes a sandbox off the request path, once its run is over. */
-  readonly retire: (sandbox: Sandbox, stream: Duplex) => void;
+  /**
+   * Removes a sandbox off the request path, once its run is over, after
+   * `beforeRemoval` (such as a rename) has settled.
+   */
+  readonly retire: (sandbox: Sandbox, stream: Duplex, beforeRemoval?: () => Promise<void>) => void;
 }
+
+/**
+ * How long a run keeps a warm sandbox's pool name before taking its own.
+ * Renaming costs the Docker engine CPU while the program starts: about 3 ms
+ * of a 28 ms warm Python hello measured end to end. A shorter run renames its
+ * sandbox on the way to removal, so a sandbox that fails to be removed still
+ * carries its run's name.
+ */
+const RENAME_AFTER_MS = 200;
 
 /** A sandbox given to one run, and how the run got it. */
 interface Lease {
@@ -32,7 +44,7 @@ interface Lease {
   readonly started: boolean;
   /** The reason the run took the cold path; undefined on the warm path. */
   readonly coldReason: string | undefined;
-  /** What the run script must do that a cold sandbox does not need. */
+  /** Options of the run script that a cold sandbox does not need. */
   readonly script: RunScriptOptions;
 }
 
@@ -69,6 +81,8 @@ export async function* runInContainer(
   let monitor: RunMonitor | undefined;
   let exited: executorV1.RunExited | undefined;
   let failure: unknown;
+  let rename: (() => Promise<void>) | undefined;
+  let renameTimer: NodeJS.Timeout | undefined;
   try {
     const leasedAt = performance.now();
     lease = await leaseSandbox(plan, deps, context, logger);
@@ -90,9 +104,13 @@ export async function* runInContainer(
     stream.write(input);
     stream.end();
     if (lease.started && sandbox instanceof DockerSandbox) {
-      void sandbox.rename(runContainerName(runId)).catch((error: unknown) => {
-        logger.debug({ err: error }, 'could not rename a warm sandbox after its run');
-      });
+      let renaming: Promise<void> | undefined;
+      const renameOnce = (): Promise<void> =>
+        (renaming ??= sandbox.rename(runContainerName(runId)).catch((error: unknown) => {
+          logger.debug({ err: error }, 'could not rename a warm sandbox for its run');
+        }));
+      rename = renameOnce;
+      renameTimer = setTimeout(() => void renameOnce(), RENAME_AFTER_MS);
     }
 
     yield event({
@@ -148,7 +166,8 @@ export async function* runInContainer(
     }
     await context.onFinished(exited, excerptOf(monitor));
     monitor?.close();
-    if (lease !== undefined) deps.retire(lease.sandbox, lease.stream);
+    clearTimeout(renameTimer);
+    if (lease !== undefined) deps.retire(lease.sandbox, lease.stream, rename);
   }
 }
 

@@ -155,11 +155,12 @@ export async function createExecutor(options: ExecutorOptions, logger: Logger): 
   const pendingRemovals = new Set<string>();
   const retirements = new Set<Promise<void>>();
   /** Removes a sandbox in the background, reading its stream meanwhile so Docker never stalls. */
-  function retire(sandbox: Sandbox, stream: Duplex): void {
+  function retire(sandbox: Sandbox, stream: Duplex, beforeRemoval?: () => Promise<void>): void {
     stream.on('error', () => undefined);
     stream.resume();
-    const removal = sandbox
-      .remove()
+    const removal = (beforeRemoval?.() ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => sandbox.remove())
       .catch((error: unknown) => {
         logger.error(
           { err: error, container_id: sandbox.id },

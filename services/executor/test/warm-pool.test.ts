@@ -30,8 +30,8 @@ afterEach(async () => {
   expect(leftovers, 'run containers left behind by the executors').toEqual([]);
 });
 
-/** Names of the idle warm sandboxes of an executor. */
-function warmNames(executor: ExecutorUnderTest): string[] {
+/** Names of an executor's containers that start with `prefix`. */
+function containerNames(executor: ExecutorUnderTest, prefix: string): string[] {
   const output = execFileSync(
     'docker',
     [
@@ -40,7 +40,7 @@ function warmNames(executor: ExecutorUnderTest): string[] {
       '--filter',
       `label=cordon.executor-id=${executor.executorId}`,
       '--filter',
-      'name=cordon-warm-',
+      `name=${prefix}`,
       '--format',
       '{{.Names}}',
     ],
@@ -50,6 +50,11 @@ function warmNames(executor: ExecutorUnderTest): string[] {
     .split('\n')
     .filter((name) => name !== '')
     .sort();
+}
+
+/** Names of the idle warm sandboxes of an executor. */
+function warmNames(executor: ExecutorUnderTest): string[] {
+  return containerNames(executor, 'cordon-warm-');
 }
 
 const FULL = 'python 2/2, javascript 1/1';
@@ -67,6 +72,26 @@ describe('warm pool', () => {
     expect(result.started?.coldReason).toBe('');
     expect(result.started?.sandboxWaitMs).toBeLessThan(100);
     await waitForDepth(executor, FULL);
+  });
+
+  it('names a warm sandbox after a run that lasts', async () => {
+    const executor = await executorWith();
+    await waitForDepth(executor, FULL);
+    let named: Promise<string[]> | undefined;
+
+    const result = await executor.run(
+      python('import time\nprint("started", flush=True)\ntime.sleep(1.5)'),
+      {
+        onOutput: () => {
+          named ??= new Promise((resolve) =>
+            setTimeout(() => resolve(containerNames(executor, 'cordon-run-')), 600),
+          );
+        },
+      },
+    );
+
+    expect(result.started?.startPath).toBe(StartPath.START_PATH_WARM);
+    expect(await named).toEqual([`cordon-run-${result.started?.runId ?? ''}`]);
   });
 
   it('never gives a sandbox that served one run to another', async () => {
