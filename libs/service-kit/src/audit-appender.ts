@@ -8,6 +8,18 @@ import {
   type PendingEvent,
 } from './append-stream-call.js';
 
+/** Waits until `promise` settles or `timeoutMs` passes, whichever comes first. */
+export async function waitAtMost(promise: Promise<void>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 export interface AuditAppenderOptions {
   readonly logger: Logger;
   /** Events written to the stream and not acknowledged yet, at most. Default 64. */
@@ -116,14 +128,7 @@ export class AuditAppender {
    */
   async close(timeoutMs = 3_000): Promise<void> {
     this.closing = true;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.whenIdle(),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(this.whenIdle(), timeoutMs);
 
     this.closed = true;
     clearTimeout(this.reopenTimer);

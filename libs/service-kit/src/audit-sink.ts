@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { auditV1 } from '@cordon/proto';
 import type { Logger } from 'pino';
 import { isRetryableAppendError } from './append-error.js';
-import { AuditAppender } from './audit-appender.js';
+import { AuditAppender, waitAtMost } from './audit-appender.js';
 import { createServiceClient } from './client.js';
 import { activeTraceId } from './telemetry.js';
 
@@ -112,14 +112,7 @@ export class GrpcAuditSink<A extends string = string> implements AuditSink<A> {
   }
 
   async close(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.whenIdle(),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, CLOSE_FLUSH_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(this.whenIdle(), CLOSE_FLUSH_MS);
 
     // Events still queued now fail at once, and their delivery loops end.
     this.closing = true;
