@@ -62,9 +62,9 @@ export function exitCodeForRun(exited: executorV1.RunExited): number {
   }
 }
 
-/** The exit code for a failed mesh call, from its status code. */
+/** Returns the exit code for a failed mesh call, from its status code. */
 export function exitCodeForMeshError(code: status): number {
-  // A record that does not exist, or a version that moved on, is an answer, not a failure.
+  // A record that does not exist, or a version that moved on, is a negative result, not a failure.
   if (code === status.NOT_FOUND || code === status.ABORTED) return EXIT.negative;
   // The service checks values the command line cannot, such as a limit above its maximum.
   return code === status.INVALID_ARGUMENT ? EXIT.usage : EXIT.mesh;

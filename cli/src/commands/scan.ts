@@ -126,11 +126,11 @@ export async function scanCommand(args: readonly string[], terminal: Terminal): 
       : undefined,
   );
   if (skipped.length > 0) {
-    const shown = skipped.slice(0, 3).join(', ');
+    const listed = skipped.slice(0, 3).join(', ');
     const more = skipped.length > 3 ? ` and ${skipped.length - 3} more` : '';
     writeLine(
       terminal.stderr,
-      `cordon: scan: left out ${skipped.length} file${skipped.length === 1 ? '' : 's'} in a folder whose language is unknown (${shown}${more}); name a file, or pass --language, to scan it`,
+      `cordon: scan: left out ${skipped.length} file${skipped.length === 1 ? '' : 's'} in a folder whose language is unknown (${listed}${more}); name a file, or pass --language, to scan it`,
     );
   }
   const groups = groupByLanguage(files, flags.language);

@@ -8,8 +8,8 @@ import type { AppendOutcome } from './audit-store.js';
 
 /**
  * Rejects an Append for another agent than the one the calling service
- * proved it acts for. A service acting for nobody may record any agent's
- * events, as it must for replayed and denial records.
+ * proved it acts for. A service not acting for an agent may record any
+ * agent's events, as it must for replayed and denial records.
  */
 function checkActingFor(context: CallContext, request: auditV1.AppendRequest): void {
   const actingFor = context.caller.agentId;

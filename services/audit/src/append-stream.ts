@@ -36,7 +36,7 @@ export interface AppendStreamParts {
   readonly options: AuditOptions;
 }
 
-/** Turns a rejection into a value, so a promise nobody awaits any more never goes unhandled. */
+/** Turns a rejection into a value, so a promise that is no longer awaited never goes unhandled. */
 function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
   return promise.then(
     (value) => ({ ok: true, value }),
@@ -105,10 +105,10 @@ function nextStep(
  * join the group commit at once, so one stream keeps up to
  * MAX_UNACKED_EVENTS in flight.
  *
- * The first request that fails its checks, an id stored for a different
- * event, a failed commit or a failed read (cancel, expired token, server
- * shutdown) ends the stream: no request is read after it, the responses
- * for the events before it are sent first, and then its error is thrown.
+ * The stream ends at the first request that fails its checks, an id stored
+ * for a different event, a failed commit or a failed read (cancel, expired
+ * token, server shutdown). No request is read after it. The responses for
+ * the events before it are sent first, and then its error is thrown.
  * An event handed to the group commit stays there whatever happens to the
  * stream, so it commits (or fails) in a whole batch with the others.
  */

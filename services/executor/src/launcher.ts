@@ -41,7 +41,7 @@ const START_PIPE = '/tmp/.cordon-start';
  * With a prestart command, the launcher first starts that interpreter in the
  * background, with the container's stdin and stderr, waiting on a named pipe
  * for its run (see `PrestartSpec`). It starts before the nonce is read, so it
- * never sees it. The shell keeps the pipe open for writing, so a message
+ * never receives it. The shell keeps the pipe open for writing, so a message
  * written before the interpreter opens it waits in the pipe.
  */
 export function launcherScript(prestartCommand: readonly string[] | null): string {

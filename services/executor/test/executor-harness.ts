@@ -181,7 +181,7 @@ export interface RunOptions {
   keepOutput?: boolean;
 }
 
-/** The warm pool depth an executor's health check reports, e.g. "python 2/2, javascript 1/1". */
+/** Returns the warm pool depth an executor's health check reports, e.g. "python 2/2, javascript 1/1". */
 export async function poolDepth(executor: ExecutorUnderTest): Promise<string | undefined> {
   const health = await checkHealthDetails(`127.0.0.1:${executor.process.port}`);
   return health.trailers['cordon-warm-pool'];
